@@ -1,0 +1,46 @@
+# `make test` and `make demo` work on a fresh machine: they create .venv on first use,
+# install mixlab editable with its dev extras, and skip the install when nothing changed.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.mixlab-installed
+# Triton kernels run on CPU tensors through Triton's interpreter (no GPU here, nor in CI).
+export TRITON_INTERPRET ?= 1
+export MPLBACKEND ?= Agg
+
+.PHONY: test demo lint format bench system-deps clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch and torchvision pinned exactly; pip takes both from this machine's disk.
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# PostgreSQL server binaries and Chromium for the integration tests: installed when
+# missing and we are root; otherwise the tests that need them say what is missing.
+system-deps:
+	@bash scripts/system-deps.sh
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: $(STAMP) system-deps lint
+	$(VENV)/bin/pytest -n 2 tests
+
+bench: $(STAMP)
+	$(VENV)/bin/pytest bench/ --benchmark-only
+
+demo: $(STAMP)
+	$(VENV)/bin/mixlab demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .benchmarks

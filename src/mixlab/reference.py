@@ -1,0 +1,87 @@
+"""Plain PyTorch references: short, obviously right, computed in float32 or better.
+
+Every fast path in mixlab is tested for equivalence against these functions.
+They build the dense objects (mixed copy, one-hot targets) that the fast paths avoid.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _lam_column(lam: float | torch.Tensor, batch: int, ndim: int, device) -> torch.Tensor:
+    """lam as a (B, 1, ..., 1) float tensor that broadcasts against x."""
+    lam_t = torch.as_tensor(lam, dtype=torch.float64, device=device)
+    return lam_t.expand(batch).reshape((batch,) + (1,) * (ndim - 1))
+
+
+def mix(x: torch.Tensor, perm: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:
+    """out[i] = lam_i * x[i] + (1 - lam_i) * x[perm[i]], out of place, in x's dtype."""
+    xc = x.to(_compute_dtype(x.dtype))
+    lam_c = _lam_column(lam, x.shape[0], x.ndim, x.device).to(xc.dtype)
+    return (lam_c * xc + (1 - lam_c) * xc[perm]).to(x.dtype)
+
+
+def cutmix(
+    x: torch.Tensor, perm: torch.Tensor, box: tuple[int, int, int, int]
+) -> tuple[torch.Tensor, float]:
+    """Paste x[perm[i]]'s box (y0, y1, x0, x1) over the last two dims of x[i].
+
+    Returns the mixed copy and the area-corrected lambda (the share of x[i] kept).
+    """
+    y0, y1, x0, x1 = box
+    out = x.clone()
+    out[..., y0:y1, x0:x1] = x[perm][..., y0:y1, x0:x1]
+    area = (y1 - y0) * (x1 - x0)
+    return out, 1.0 - area / (x.shape[-2] * x.shape[-1])
+
+
+def mixup_target(
+    y_a: torch.Tensor,
+    y_b: torch.Tensor,
+    lam: float | torch.Tensor,
+    num_classes: int,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """Dense soft target t = (1-eps)(lam*onehot(y_a) + (1-lam)*onehot(y_b)) + eps/C, float64."""
+    lam_c = _lam_column(lam, y_a.shape[0], 2, y_a.device)
+    one_a = F.one_hot(y_a, num_classes).to(torch.float64)
+    one_b = F.one_hot(y_b, num_classes).to(torch.float64)
+    t = lam_c * one_a + (1 - lam_c) * one_b
+    return (1 - label_smoothing) * t + label_smoothing / num_classes
+
+
+def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+def soft_cross_entropy(
+    logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean"
+) -> torch.Tensor:
+    """-sum_c target_c * log_softmax(logits)_c per row, in float32 or better."""
+    cdt = _compute_dtype(logits.dtype)
+    logp = torch.log_softmax(logits.to(cdt), dim=-1)
+    loss = -(target.to(cdt) * logp).sum(dim=-1)
+    return _reduce(loss, reduction).to(logits.dtype)
+
+
+def mixup_cross_entropy(
+    logits: torch.Tensor,
+    y_a: torch.Tensor,
+    y_b: torch.Tensor,
+    lam: float | torch.Tensor,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Cross-entropy against the dense mixup target (built here, on purpose)."""
+    target = mixup_target(y_a, y_b, lam, logits.shape[-1], label_smoothing)
+    return soft_cross_entropy(logits, target, reduction)

@@ -1,0 +1,93 @@
+"""Argument checks shared by every backend (DESIGN.md section 7).
+
+Each check names the offending argument and runs before any byte is written.
+They cost O(B): never an extra pass over x or the logits.
+"""
+
+from __future__ import annotations
+
+import torch
+
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def check_batch(name: str, t: torch.Tensor, dtypes=FLOAT_DTYPES, min_ndim: int = 1) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in dtypes:
+        raise TypeError(f"{name}: dtype must be one of {dtypes}, got {t.dtype}")
+    if t.ndim < min_ndim:
+        raise ValueError(f"{name}: expected at least {min_ndim} dims, got shape {tuple(t.shape)}")
+    if t.shape[0] == 0:
+        raise ValueError(f"{name}: empty batch (shape {tuple(t.shape)})")
+    if not t.is_contiguous():
+        raise ValueError(f"{name}: must be contiguous (call .contiguous() first)")
+
+
+def check_permutation(perm: torch.Tensor, batch: int, device: torch.device) -> None:
+    if not isinstance(perm, torch.Tensor):
+        raise TypeError(f"perm: expected a torch.Tensor, got {type(perm).__name__}")
+    if perm.dtype != torch.int64:
+        raise TypeError(f"perm: dtype must be torch.int64, got {perm.dtype}")
+    if perm.shape != (batch,):
+        raise ValueError(f"perm: expected shape ({batch},), got {tuple(perm.shape)}")
+    if perm.device != device:
+        raise ValueError(f"perm: on {perm.device}, but x is on {device}")
+    if int(perm.min()) < 0 or int(perm.max()) >= batch:
+        raise ValueError(f"perm: values must lie in [0, {batch})")
+    if not bool((torch.bincount(perm, minlength=batch) == 1).all()):
+        raise ValueError("perm: not a permutation of range(B) (a row repeats)")
+
+
+def check_lam(lam, batch: int, device: torch.device) -> float | torch.Tensor:
+    """Return lam as a Python float or a contiguous (B,) float32 tensor on `device`."""
+    if isinstance(lam, torch.Tensor):
+        if lam.ndim == 0:
+            lam = float(lam)
+        else:
+            if lam.shape != (batch,):
+                raise ValueError(
+                    f"lam: a tensor lam must have shape ({batch},), got {tuple(lam.shape)}"
+                )
+            if not lam.is_floating_point():
+                raise TypeError(f"lam: dtype must be floating point, got {lam.dtype}")
+            if lam.device != device:
+                raise ValueError(f"lam: on {lam.device}, but x is on {device}")
+            if not bool(((lam >= 0) & (lam <= 1)).all()):
+                raise ValueError("lam: every value must lie in [0, 1]")
+            return lam.to(torch.float32).contiguous()
+    if isinstance(lam, bool) or not isinstance(lam, (int, float)):
+        raise TypeError(f"lam: expected a float or a (B,) tensor, got {type(lam).__name__}")
+    lam = float(lam)
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"lam: must lie in [0, 1], got {lam}")
+    return lam
+
+
+def check_labels(name: str, y: torch.Tensor, batch: int, num_classes: int, device) -> None:
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(y).__name__}")
+    if y.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"{name}: dtype must be int64 or int32, got {y.dtype}")
+    if y.shape != (batch,):
+        raise ValueError(f"{name}: expected shape ({batch},), got {tuple(y.shape)}")
+    if y.device != device:
+        raise ValueError(f"{name}: on {y.device}, but logits are on {device}")
+    if int(y.min()) < 0 or int(y.max()) >= num_classes:
+        raise ValueError(f"{name}: labels must lie in [0, {num_classes})")
+
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def check_reduction(reduction: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction: expected one of {REDUCTIONS}, got {reduction!r}")
+
+
+def check_smoothing(label_smoothing: float) -> float:
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)):
+        raise TypeError(f"label_smoothing: expected a float, got {type(label_smoothing).__name__}")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing: must lie in [0, 1], got {label_smoothing}")
+    return float(label_smoothing)
