@@ -1,0 +1,88 @@
+"""pytest-benchmark suite of the mixup loss, forward + backward (issue 3's targets).
+
+    pytest bench/test_loss_bench.py --benchmark-only [--benchmark-save=NAME]
+
+Every implementation of mixlab.benchmarks.loss.IMPLEMENTATIONS at (B, C) = (1024, 1000) and
+(256, 32000), float32, on CUDA when there is one, else on the CPU. Each benchmark also
+measures the peak extra memory of one forward + backward (mixlab.benchmarks.memory) and keeps
+it in extra_info (and so in the saved JSON). At the end of the module one table prints time
+and memory of every implementation, and mixlab's ratios to the best PyTorch peer, from this run.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from mixlab.benchmarks.loss import (
+    IMPLEMENTATIONS,
+    fwd_bwd_step,
+    make_inputs,
+    unavailable_reason,
+)
+from mixlab.benchmarks.memory import peak_extra_bytes
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+CASES = [(1024, 1000), (256, 32000)]
+PEERS = ["dense_log_softmax", "ce_prob_target", "ce_pair"]  # plain PyTorch, as people write it
+_RESULTS: list[dict] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def summary_table(request):
+    yield
+    if not _RESULTS:
+        return
+    table = pd.DataFrame(_RESULTS).set_index(["batch", "classes", "impl"]).sort_index()
+    lines = [f"mixup loss, forward + backward, float32, on {DEVICE}", table.round(3).to_string()]
+    for (batch, classes), case in table.groupby(level=["batch", "classes"]):
+        case = case.droplevel(["batch", "classes"])
+        peers = case.loc[case.index.intersection(PEERS)]
+        for impl in case.index.intersection(["mixlab_torch", "mixlab_triton"]):
+            speedup = peers["median_ms"].min() / case.loc[impl, "median_ms"]
+            lines.append(
+                f"({batch}, {classes}) {impl}: {speedup:.2f}x faster than the best peer, "
+                f"peak extra memory {case.loc[impl, 'peak_extra_over_logits']:.2f}x the logits"
+            )
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled():  # print past pytest's output capture
+        print("\n" + "\n".join(lines))
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}x{c[1]}")
+@pytest.mark.parametrize("impl", list(IMPLEMENTATIONS))
+def test_loss_fwd_bwd(benchmark, impl, case):
+    reason = unavailable_reason(impl, DEVICE)
+    if reason is not None:
+        pytest.skip(reason)
+    batch, classes = case
+    logits, y_a, y_b = make_inputs(batch, classes, torch.float32, DEVICE)
+    step = fwd_bwd_step(IMPLEMENTATIONS[impl][0](), logits, y_a, y_b)
+    step()  # compiles where there is something to compile
+    peak = peak_extra_bytes(step, DEVICE)
+    over_logits = peak / (logits.numel() * logits.element_size())
+    benchmark.group = f"loss {batch}x{classes}"
+    benchmark.extra_info.update(peak_extra_mb=peak / 2**20, peak_extra_over_logits=over_logits)
+    if DEVICE.type == "cuda":
+        step = _synchronized(step)
+    benchmark.pedantic(step, rounds=10, warmup_rounds=2, iterations=1)
+    assert peak > 0  # the gradient at least was allocated, and seen
+    _RESULTS.append(
+        dict(
+            impl=impl,
+            batch=batch,
+            classes=classes,
+            median_ms=benchmark.stats.stats.median * 1e3,
+            peak_extra_mb=peak / 2**20,
+            peak_extra_over_logits=over_logits,
+        )
+    )
+
+
+def _synchronized(step):
+    def run():
+        step()
+        torch.cuda.synchronize()
+
+    return run

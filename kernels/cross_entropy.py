@@ -1,0 +1,234 @@
+"""Fused soft-label cross-entropy: Triton kernels and their launch wrappers (DESIGN.md section 3).
+
+Per row i, with z the logits, lse_i = log sum_c exp(z_ic) and a soft target t_i:
+
+    loss_i = sum_c t_ic * (lse_i - z_ic) = lse_i * sum_c t_ic - sum_c t_ic * z_ic
+    dloss_i / dz_ic = exp(z_ic - lse_i) * sum_c t_ic - t_ic
+
+For mixup the target is sparse, t = (1 - eps)(lam * onehot(y_a) + (1 - lam) * onehot(y_b)) + eps/C,
+so sum_c t_ic = 1 and sum_c t_ic z_ic = (1 - eps)(lam z[y_a] + (1 - lam) z[y_b]) + eps/C sum_c z_ic:
+the (B, C) target is never built. Dense targets (`soft_ce_*`) take the same two sweeps.
+
+Sweep 1 (forward, one program per row) streams the row once in blocks with an online
+max/sum-exp and keeps lse_i (O(B)). Sweep 2 (backward, one program per row and column block)
+reads the row again and writes (softmax - t) * g once, already scaled by the incoming
+gradient g: three passes over the logits in all, where computing the gradient in the forward
+and rescaling it in the backward takes five. The output buffer may be the logits themselves
+(each element is read and then written by the same program); whether that is allowed is
+decided by the caller (mixlab.losses), which tells autograd.
+
+Style after flash-attention's flash_attn/ops/triton/cross_entropy.py (online softmax, row
+offsets in int64, block sizes per pass); arithmetic in float32 whatever the logits' dtype.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import triton
+import triton.language as tl
+
+MAX_BLOCK_FWD = 16 * 1024  # sweep 1 loops over the row: large blocks, few iterations
+MAX_BLOCK_BWD = 4 * 1024  # sweep 2 spreads each row over programs: smaller blocks, more of them
+MIN_BLOCK = 16  # tiny C (1, 3, 10) runs masked in one comfortably sized block
+
+
+@triton.jit
+def _ce_fwd_kernel(
+    loss_ptr,
+    lse_ptr,
+    target_sum_ptr,  # dense targets only: sum_c t_ic, which the backward needs
+    logits_ptr,
+    target_ptr,  # dense targets only
+    y_a_ptr,
+    y_b_ptr,
+    lam_ptr,
+    lam_stride,  # 0 when one lam is broadcast over the batch
+    smoothing,
+    n_cols,
+    logits_row_stride,
+    target_row_stride,
+    DENSE_TARGET: tl.constexpr,
+    HAS_SMOOTHING: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+):
+    row = tl.program_id(0).to(tl.int64)
+    logits_ptr += row * logits_row_stride
+    target_ptr += row * target_row_stride
+    m = -float("inf")  # running max
+    s = 0.0  # running sum of exp(z - m)
+    t_dot_z = 0.0
+    t_sum = 0.0
+    z_sum = 0.0
+    for start in range(0, n_cols, BLOCK_C):
+        cols = start + tl.arange(0, BLOCK_C)
+        mask = cols < n_cols
+        z = tl.load(logits_ptr + cols, mask=mask, other=-float("inf")).to(tl.float32)
+        m_new = tl.maximum(m, tl.max(z, 0))
+        s = s * tl.exp(m - m_new) + tl.sum(tl.exp(z - m_new), 0)
+        m = m_new
+        if DENSE_TARGET:
+            t = tl.load(target_ptr + cols, mask=mask, other=0.0).to(tl.float32)
+            t_dot_z += tl.sum(t * tl.where(mask, z, 0.0), 0)
+            t_sum += tl.sum(t, 0)
+        elif HAS_SMOOTHING:
+            z_sum += tl.sum(tl.where(mask, z, 0.0), 0)
+    lse = m + tl.log(s)
+    if DENSE_TARGET:
+        loss = lse * t_sum - t_dot_z
+        tl.store(target_sum_ptr + row, t_sum)
+    else:
+        lam = tl.load(lam_ptr + row * lam_stride)
+        z_a = tl.load(logits_ptr + tl.load(y_a_ptr + row)).to(tl.float32)
+        z_b = tl.load(logits_ptr + tl.load(y_b_ptr + row)).to(tl.float32)
+        loss = lse - (1.0 - smoothing) * (lam * z_a + (1.0 - lam) * z_b)
+        if HAS_SMOOTHING:
+            loss -= smoothing / n_cols * z_sum
+    tl.store(loss_ptr + row, loss)
+    tl.store(lse_ptr + row, lse)
+
+
+@triton.jit
+def _ce_bwd_kernel(
+    grad_ptr,  # may alias logits_ptr
+    grad_loss_ptr,
+    grad_loss_stride,  # 0 for a broadcast (mean/sum) incoming gradient
+    logits_ptr,
+    lse_ptr,
+    target_sum_ptr,
+    target_ptr,
+    y_a_ptr,
+    y_b_ptr,
+    lam_ptr,
+    lam_stride,
+    smoothing,
+    n_cols,
+    logits_row_stride,
+    target_row_stride,
+    DENSE_TARGET: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+):
+    row = tl.program_id(0).to(tl.int64)
+    cols = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    mask = cols < n_cols
+    g = tl.load(grad_loss_ptr + row * grad_loss_stride).to(tl.float32)
+    z = tl.load(logits_ptr + row * logits_row_stride + cols, mask=mask, other=0.0)
+    p = tl.exp(z.to(tl.float32) - tl.load(lse_ptr + row))
+    if DENSE_TARGET:
+        t = tl.load(target_ptr + row * target_row_stride + cols, mask=mask, other=0.0)
+        p = p * tl.load(target_sum_ptr + row)
+        t = t.to(tl.float32)
+    else:
+        # Both target-class terms in float32 before the one rounding of the store, so that
+        # p - t does not cancel in bf16; the two where()s add up when y_a == y_b.
+        lam = tl.load(lam_ptr + row * lam_stride)
+        y_a = tl.load(y_a_ptr + row)
+        y_b = tl.load(y_b_ptr + row)
+        t = tl.where(cols == y_a, lam, 0.0) + tl.where(cols == y_b, 1.0 - lam, 0.0)
+        t = (1.0 - smoothing) * t + smoothing / n_cols
+    grad = (p - t) * g
+    tl.store(grad_ptr + row * logits_row_stride + cols, grad, mask=mask)
+
+
+def _num_warps(block: int) -> int:
+    return 4 if block < 2048 else (8 if block < 8192 else 16)
+
+
+def _device_guard(t: torch.Tensor):
+    # Without it Triton launches on the current CUDA device, not the tensor's.
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
+
+
+def _forward(logits, *, target=None, y_a=None, y_b=None, lam=None, smoothing=0.0):
+    n_rows, n_cols = logits.shape
+    dense = target is not None
+    loss = torch.empty(n_rows, dtype=torch.float32, device=logits.device)
+    lse = torch.empty_like(loss)
+    target_sum = torch.empty_like(loss) if dense else loss  # `loss` as an unused dummy pointer
+    block = max(MIN_BLOCK, min(triton.next_power_of_2(n_cols), MAX_BLOCK_FWD))
+    with _device_guard(logits):
+        _ce_fwd_kernel[(n_rows,)](
+            loss,
+            lse,
+            target_sum,
+            logits,
+            target if dense else logits,
+            y_a if not dense else loss,
+            y_b if not dense else loss,
+            lam if not dense else loss,
+            lam.stride(0) if not dense else 0,
+            smoothing,
+            n_cols,
+            logits.stride(0),
+            target.stride(0) if dense else 0,
+            DENSE_TARGET=dense,
+            HAS_SMOOTHING=smoothing > 0.0,
+            BLOCK_C=block,
+            num_warps=_num_warps(block),
+        )
+    return loss, lse, target_sum
+
+
+def _backward(
+    grad_loss,
+    logits,
+    lse,
+    out,
+    *,
+    target=None,
+    target_sum=None,
+    y_a=None,
+    y_b=None,
+    lam=None,
+    smoothing=0.0,
+):
+    n_rows, n_cols = logits.shape
+    dense = target is not None
+    block = max(MIN_BLOCK, min(triton.next_power_of_2(n_cols), MAX_BLOCK_BWD))
+    with _device_guard(logits):
+        _ce_bwd_kernel[(n_rows, triton.cdiv(n_cols, block))](
+            out,
+            grad_loss,
+            grad_loss.stride(0),
+            logits,
+            lse,
+            target_sum if dense else lse,
+            target if dense else logits,
+            y_a if not dense else lse,
+            y_b if not dense else lse,
+            lam if not dense else lse,
+            lam.stride(0) if not dense else 0,
+            smoothing,
+            n_cols,
+            logits.stride(0),
+            target.stride(0) if dense else 0,
+            DENSE_TARGET=dense,
+            BLOCK_C=block,
+            num_warps=_num_warps(block),
+        )
+    return out
+
+
+def mixup_ce_forward(logits, y_a, y_b, lam, smoothing):
+    """Per-row mixup cross-entropy and log-sum-exp, both float32 of shape (B,).
+
+    logits: (B, C) contiguous; y_a, y_b: (B,) int labels in [0, C); lam: (B,) float32
+    (any stride, 0 to broadcast one value); smoothing: eps in [0, 1]."""
+    loss, lse, _ = _forward(logits, y_a=y_a, y_b=y_b, lam=lam, smoothing=smoothing)
+    return loss, lse
+
+
+def mixup_ce_backward(grad_loss, logits, y_a, y_b, lam, smoothing, lse, out):
+    """out <- (softmax(logits) - t) * grad_loss[:, None] in out's dtype; out may be logits."""
+    return _backward(grad_loss, logits, lse, out, y_a=y_a, y_b=y_b, lam=lam, smoothing=smoothing)
+
+
+def soft_ce_forward(logits, target):
+    """Per-row cross-entropy against dense targets (B, C): (loss, lse, target_sum), float32."""
+    return _forward(logits, target=target)
+
+
+def soft_ce_backward(grad_loss, logits, target, lse, target_sum, out):
+    """out <- (softmax(logits) * sum(t) - t) * grad_loss[:, None]; out may be logits."""
+    return _backward(grad_loss, logits, lse, out, target=target, target_sum=target_sum)

@@ -1,0 +1,104 @@
+"""Timing of one callable, the same way for every implementation in a run.
+
+CUDA: triton.testing.do_bench (L2 flushed between runs, CUDA events). CPU: wall clock
+over `repeats` calls after `warmup` calls. Both keep every sample and give quartiles,
+so that tables show the median and the IQR rather than a mean that one preemption can
+skew.
+
+`measure_beside` times a callable and a baseline (the copy of the same bytes) in
+alternating calls on the CPU: whatever else runs on the machine slows both alike, so
+their ratio survives a noisy machine better than two separate measurements do.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Timing:
+    median_s: float
+    q25_s: float
+    q75_s: float
+    n: int
+    samples_s: tuple[float, ...] = ()
+
+    @property
+    def iqr_s(self) -> float:
+        return self.q75_s - self.q25_s
+
+    @classmethod
+    def from_samples(cls, samples: list[float]) -> Timing:
+        if len(samples) == 1:
+            q25 = q50 = q75 = samples[0]
+        else:
+            q25, q50, q75 = statistics.quantiles(samples, n=4, method="inclusive")
+        return cls(q50, q25, q75, n=len(samples), samples_s=tuple(samples))
+
+
+def _cuda_bench(fn: Callable[[], object], setup: Callable[[], object] | None) -> Timing:
+    from triton.testing import do_bench
+
+    def call():
+        if setup is not None:
+            setup()
+        fn()
+
+    # do_bench times whole calls, so a setup's GPU work would count; the setups used
+    # here only reseed host RNGs, which the queued L2 flush hides.
+    samples_ms = do_bench(call, warmup=25, rep=100, return_mode="all")
+    return Timing.from_samples([t / 1e3 for t in samples_ms])
+
+
+def _timed_call(fn: Callable[[], object], setup: Callable[[], object] | None) -> float:
+    if setup is not None:
+        setup()
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def measure(
+    fn: Callable[[], object],
+    device: torch.device | str = "cpu",
+    *,
+    warmup: int = 2,
+    repeats: int = 10,
+    setup: Callable[[], object] | None = None,
+) -> Timing:
+    """Time `fn()`; `setup()` (untimed on the CPU) runs before every call, e.g. to
+    reseed the RNG of an implementation that draws its own lambda."""
+    if torch.device(device).type == "cuda":
+        return _cuda_bench(fn, setup)
+    for _ in range(warmup):
+        _timed_call(fn, setup)
+    return Timing.from_samples([_timed_call(fn, setup) for _ in range(repeats)])
+
+
+def measure_beside(
+    fn: Callable[[], object],
+    baseline: Callable[[], object],
+    device: torch.device | str = "cpu",
+    *,
+    warmup: int = 1,
+    repeats: int = 10,
+    setup: Callable[[], object] | None = None,
+) -> tuple[Timing, Timing]:
+    """Time `fn` and `baseline` in the same run: (timing of fn, timing of baseline).
+
+    On the CPU the calls alternate; on CUDA each gets its own do_bench."""
+    if torch.device(device).type == "cuda":
+        return _cuda_bench(fn, setup), _cuda_bench(baseline, None)
+    for _ in range(warmup):
+        _timed_call(fn, setup)
+        _timed_call(baseline, None)
+    fn_s, base_s = [], []
+    for _ in range(repeats):
+        fn_s.append(_timed_call(fn, setup))
+        base_s.append(_timed_call(baseline, None))
+    return Timing.from_samples(fn_s), Timing.from_samples(base_s)

@@ -1,0 +1,419 @@
+"""Cross-entropy against mixup's soft targets without building them (DESIGN.md sections 2-3).
+
+    mixup_cross_entropy(logits, y_a, y_b, lam)
+        target t = (1 - eps)(lam onehot(y_a) + (1 - lam) onehot(y_b)) + eps / C, never built
+    soft_cross_entropy(logits, target)
+        dense probability targets (B, C)
+
+Backends: "triton" (mixlab.kernels.cross_entropy), "torch" (`_TorchPath` below: the same two
+sweeps with PyTorch ops, row chunk by row chunk), "reference" (mixlab.reference, which builds
+the dense target on purpose). Both fast paths keep only lse_i (O(B)) from the forward and
+write the gradient (softmax - t) * g once, in the backward, where g is known.
+
+Autograd: the fast paths are torch.library custom ops (mixlab::mixup_ce, mixlab::soft_ce and
+their backwards) with register_autograd and register_fake, so that
+torch.compile(model_and_loss, fullgraph=True) traces through them. The checks that need the
+data (label ranges, lam in [0, 1]) run inside the ops, on real tensors, so that they run under
+torch.compile as well; they run before anything is computed.
+
+inplace_backward=True (eager only) writes the gradient into the logits' own buffer, saving
+B x C memory. Autograd is told (mark_dirty and a version bump in the forward), so an op that
+saved those logits, such as tanh, which saves its output, raises in backward instead of
+silently reading a gradient. The forward never writes the logits, with or without the flag.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch import Tensor
+
+from mixlab import reference
+from mixlab.backends import resolve
+from mixlab.validation import (
+    FLOAT_DTYPES,
+    check_batch,
+    check_labels,
+    check_lam,
+    check_reduction,
+    check_smoothing,
+)
+
+CHUNK_ELEMS = 1 << 20  # the torch path works in row chunks of 4 MiB of float32: few ops, cached
+# Half-precision logits: chunks of at most 1/64 of the rows, so that the float32 chunk buffer and
+# the temporaries of mixed-dtype ops (CPU ops cast their inputs by copying) stay under 7% of the
+# logits' size beside the gradient.
+HALF_CHUNK_FRACTION = 64
+
+
+def mixup_cross_entropy(
+    logits: Tensor,
+    y_a: Tensor,
+    y_b: Tensor,
+    lam: float | Tensor,
+    *,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+    backend: str = "auto",
+    inplace_backward: bool = False,
+) -> Tensor:
+    """Cross-entropy of (B, C) logits against the mixup target of (y_a, y_b, lam).
+
+    lam: float or (B,) tensor in [0, 1] (not differentiated). label_smoothing: eps in [0, 1].
+    reduction: "mean" | "sum" | "none". The result has the logits' dtype; arithmetic is float32
+    (float64 for float64 logits on the torch/reference paths). inplace_backward: let the
+    backward overwrite the logits with their gradient (see the module docstring).
+    """
+    impl = _check_logits(logits, backend)
+    eps = check_smoothing(label_smoothing)
+    check_reduction(reduction)
+    lam = _lam_rows(lam, logits)
+    if impl == "reference":
+        _check_mixup_values(logits, y_a, y_b, lam)
+        return reference.mixup_cross_entropy(logits, y_a, y_b, lam, eps, reduction)
+    if _inplace_wanted(logits, inplace_backward):
+        forward = functools.partial(_mixup_forward, impl=impl)
+        backward = _kernels(impl).mixup_ce_backward
+        out = _InplaceBackward.apply(logits, forward, backward, y_a, y_b, lam, eps)
+    else:
+        out = _mixup_ce_op(logits, y_a, y_b, lam, eps, impl)
+    return _reduce(out[0], reduction).to(logits.dtype)  # out[0]: the per-row losses
+
+
+def soft_cross_entropy(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    reduction: str = "mean",
+    backend: str = "auto",
+    inplace_backward: bool = False,
+) -> Tensor:
+    """Cross-entropy -sum_c target_c log_softmax(logits)_c of (B, C) logits against (B, C)
+    targets (not differentiated), fused the same way as mixup_cross_entropy."""
+    impl = _check_logits(logits, backend)
+    check_reduction(reduction)
+    check_batch("target", target, dtypes=(logits.dtype, torch.float32), min_ndim=2)
+    if target.shape != logits.shape:
+        raise ValueError(
+            f"target: expected the logits' shape {tuple(logits.shape)}, got {tuple(target.shape)}"
+        )
+    if target.device != logits.device:
+        raise ValueError(f"target: on {target.device}, but logits are on {logits.device}")
+    if target.requires_grad:
+        raise ValueError("target: gradients w.r.t. the target are not supported; pass .detach()")
+    if impl == "reference":
+        return reference.soft_cross_entropy(logits, target, reduction)
+    if _inplace_wanted(logits, inplace_backward):
+        forward = _kernels(impl).soft_ce_forward
+        out = _InplaceBackward.apply(logits, forward, _kernels(impl).soft_ce_backward, target)
+    else:
+        out = _soft_ce_op(logits, target, impl)
+    return _reduce(out[0], reduction).to(logits.dtype)
+
+
+# ---- argument checks ---------------------------------------------------------------------
+
+
+def _check_logits(logits, backend: str) -> str:
+    """Static checks of the logits; returns the concrete backend."""
+    check_batch("logits", logits, dtypes=FLOAT_DTYPES + (torch.float64,), min_ndim=2)
+    if logits.ndim != 2:
+        raise ValueError(f"logits: expected shape (B, C), got {tuple(logits.shape)}")
+    impl = resolve(backend, logits.device)
+    if impl == "triton" and logits.dtype == torch.float64:
+        raise TypeError("logits: float64 runs on backend 'torch' or 'reference', not 'triton'")
+    return impl
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _lam_rows(lam, logits: Tensor) -> Tensor:
+    """lam as a (B,) tensor in the compute dtype; a float is checked here, a tensor's values
+    inside the op (`_check_mixup_values`)."""
+    batch, dtype = logits.shape[0], _compute_dtype(logits.dtype)
+    if not isinstance(lam, Tensor):
+        lam = check_lam(lam, batch, logits.device)
+        return torch.full((batch,), lam, dtype=dtype, device=logits.device)
+    if lam.requires_grad:
+        raise ValueError("lam: gradients w.r.t. lam are not supported; pass lam.detach()")
+    if lam.ndim == 0:
+        lam = lam.expand(batch)  # stride 0: one value for every row, no copy
+    return lam.to(dtype) if lam.is_floating_point() else lam  # check_lam names a bad dtype
+
+
+def _check_mixup_values(logits: Tensor, y_a: Tensor, y_b: Tensor, lam: Tensor) -> None:
+    batch, num_classes = logits.shape
+    check_labels("y_a", y_a, batch, num_classes, logits.device)
+    check_labels("y_b", y_b, batch, num_classes, logits.device)
+    check_lam(lam, batch, logits.device)
+
+
+def _inplace_wanted(logits: Tensor, inplace_backward: bool) -> bool:
+    if not inplace_backward:
+        return False
+    if torch.compiler.is_compiling():
+        raise ValueError("inplace_backward: not supported under torch.compile (mutates an input)")
+    return torch.is_grad_enabled() and logits.requires_grad
+
+
+def _reduce(rows: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return rows.mean()
+    if reduction == "sum":
+        return rows.sum()
+    return rows
+
+
+def _kernels(impl: str):
+    """The implementation of one backend: mixup_ce_forward/backward, soft_ce_forward/backward."""
+    if impl == "triton":
+        from mixlab.kernels import cross_entropy  # imports triton: only when asked for
+
+        return cross_entropy
+    return _TorchPath
+
+
+def _mixup_forward(logits, y_a, y_b, lam, eps, impl):
+    _check_mixup_values(logits, y_a, y_b, lam)
+    return _kernels(impl).mixup_ce_forward(logits, y_a, y_b, lam, eps)
+
+
+# ---- custom ops and their autograd --------------------------------------------------------
+
+
+@torch.library.custom_op("mixlab::mixup_ce", mutates_args=())
+def _mixup_ce_op(
+    logits: Tensor, y_a: Tensor, y_b: Tensor, lam: Tensor, eps: float, impl: str
+) -> tuple[Tensor, Tensor]:
+    """Per-row losses and log-sum-exps, float32 (float64 for float64 logits), shape (B,)."""
+    return _mixup_forward(logits, y_a, y_b, lam, eps, impl)
+
+
+@torch.library.custom_op("mixlab::mixup_ce_backward", mutates_args=())
+def _mixup_ce_backward_op(
+    grad_rows: Tensor,
+    logits: Tensor,
+    y_a: Tensor,
+    y_b: Tensor,
+    lam: Tensor,
+    eps: float,
+    lse: Tensor,
+    impl: str,
+) -> Tensor:
+    out = torch.empty_like(logits)
+    return _kernels(impl).mixup_ce_backward(grad_rows, logits, y_a, y_b, lam, eps, lse, out)
+
+
+@torch.library.custom_op("mixlab::soft_ce", mutates_args=())
+def _soft_ce_op(logits: Tensor, target: Tensor, impl: str) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-row losses, log-sum-exps and target sums, float32 (float64 for float64 logits)."""
+    return _kernels(impl).soft_ce_forward(logits, target)
+
+
+@torch.library.custom_op("mixlab::soft_ce_backward", mutates_args=())
+def _soft_ce_backward_op(
+    grad_rows: Tensor, logits: Tensor, target: Tensor, lse: Tensor, target_sum: Tensor, impl: str
+) -> Tensor:
+    out = torch.empty_like(logits)
+    return _kernels(impl).soft_ce_backward(grad_rows, logits, target, lse, target_sum, out)
+
+
+def _rows_like(logits: Tensor, n: int) -> tuple[Tensor, ...]:
+    rows = logits.new_empty(logits.shape[0], dtype=_compute_dtype(logits.dtype))
+    return tuple(torch.empty_like(rows) for _ in range(n))
+
+
+@_mixup_ce_op.register_fake
+def _(logits, y_a, y_b, lam, eps, impl):
+    return _rows_like(logits, 2)
+
+
+@_soft_ce_op.register_fake
+def _(logits, target, impl):
+    return _rows_like(logits, 3)
+
+
+@_mixup_ce_backward_op.register_fake
+def _(grad_rows, logits, y_a, y_b, lam, eps, lse, impl):
+    return torch.empty_like(logits)
+
+
+@_soft_ce_backward_op.register_fake
+def _(grad_rows, logits, target, lse, target_sum, impl):
+    return torch.empty_like(logits)
+
+
+def _mixup_setup_context(ctx, inputs, output):
+    logits, y_a, y_b, lam, ctx.eps, ctx.impl = inputs
+    ctx.save_for_backward(logits, y_a, y_b, lam, output[1])
+
+
+def _mixup_backward(ctx, grad_rows, _grad_lse):
+    logits, y_a, y_b, lam, lse = ctx.saved_tensors
+    grad = _mixup_ce_backward_op(grad_rows, logits, y_a, y_b, lam, ctx.eps, lse, ctx.impl)
+    return grad, None, None, None, None, None
+
+
+def _soft_setup_context(ctx, inputs, output):
+    logits, target, ctx.impl = inputs
+    ctx.save_for_backward(logits, target, output[1], output[2])
+
+
+def _soft_backward(ctx, grad_rows, _grad_lse, _grad_target_sum):
+    logits, target, lse, target_sum = ctx.saved_tensors
+    grad = _soft_ce_backward_op(grad_rows, logits, target, lse, target_sum, ctx.impl)
+    return grad, None, None
+
+
+_mixup_ce_op.register_autograd(_mixup_backward, setup_context=_mixup_setup_context)
+_soft_ce_op.register_autograd(_soft_backward, setup_context=_soft_setup_context)
+
+
+class _InplaceBackward(torch.autograd.Function):
+    """A loss whose backward writes the gradient into the logits' buffer (inplace_backward=True).
+
+    forward_fn(logits, *args) -> (rows, *stats); backward_fn(g, logits, *args, *stats, out):
+    the kernels' signatures. The forward leaves the values alone but marks the
+    logits dirty and bumps their version, which makes autograd (a) reject, at backward time,
+    any upstream op that saved them, and (b) route later uses of the logits through this node.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, forward_fn, backward_fn, *args):
+        rows, *stats = forward_fn(logits, *args)
+        ctx.mark_dirty(logits)
+        torch.autograd.graph.increment_version(logits)
+        ctx.backward_fn = backward_fn
+        ctx.is_tensor = [isinstance(a, Tensor) for a in args]
+        ctx.consts = [a for a in args if not isinstance(a, Tensor)]
+        ctx.n_stats = len(stats)
+        ctx.save_for_backward(logits, *stats, *(a for a in args if isinstance(a, Tensor)))
+        return rows, logits
+
+    @staticmethod
+    def backward(ctx, grad_rows, grad_logits_out):
+        logits, *saved = ctx.saved_tensors
+        stats, tensors = saved[: ctx.n_stats], iter(saved[ctx.n_stats :])
+        consts = iter(ctx.consts)
+        args = [next(tensors) if is_t else next(consts) for is_t in ctx.is_tensor]
+        grad = ctx.backward_fn(grad_rows, logits, *args, *stats, logits)
+        if grad_logits_out is not None:  # the logits were used again after the loss
+            grad.add_(grad_logits_out)
+        return (grad, None, None) + (None,) * len(ctx.is_tensor)
+
+
+# ---- the "torch" backend --------------------------------------------------------------------
+
+
+def _row_chunks(n_rows: int, n_cols: int, half: bool):
+    step = CHUNK_ELEMS // n_cols
+    if half:
+        step = min(step, n_rows // HALF_CHUNK_FRACTION)
+    step = max(1, step)
+    return step, [slice(s, s + step) for s in range(0, n_rows, step)]
+
+
+class _TorchPath:
+    """The kernels' math with PyTorch ops, for CPU tensors.
+
+    Besides the gradient, the only large allocation is one chunk buffer of at most
+    CHUNK_ELEMS elements, freed before the backward allocates the gradient, so the peak stays
+    at the gradient's size. Row chunks keep the op count low (each op costs a thread-pool
+    round trip) and the temporaries cache-sized. The forward
+    reads each chunk from memory once (its max); the sub/exp/sum that follow hit the cache.
+    The backward computes exp(z - lse) straight into the gradient buffer with in-place ops,
+    then overwrites the (at most two) target-class entries per row with values computed
+    in float32 from the gathered logits.
+    """
+
+    @staticmethod
+    def _sweep(logits: Tensor, target: Tensor | None = None, z_sum: bool = False):
+        """lse per row, and sum_c target_c z_c (dense target) or sum_c z_c (z_sum), chunked."""
+        n_rows, n_cols = logits.shape
+        cdt = _compute_dtype(logits.dtype)
+        row_max = logits.new_empty(n_rows)
+        sum_exp = torch.empty(n_rows, dtype=cdt)
+        dot = torch.empty(n_rows, dtype=cdt) if target is not None or z_sum else None
+        step, chunks = _row_chunks(n_rows, n_cols, half=logits.dtype != cdt)
+        buf = torch.empty(min(step, n_rows), n_cols, dtype=cdt)
+        for rows in chunks:
+            z = logits[rows]
+            work = buf[: z.shape[0]]
+            m = torch.amax(z, 1, out=row_max[rows]).to(cdt)[:, None]
+            torch.sub(z, m, out=work).exp_()
+            torch.sum(work, 1, out=sum_exp[rows])
+            if target is not None:
+                torch.mul(target[rows], z, out=work)
+                torch.sum(work, 1, out=dot[rows])
+            elif z_sum:
+                torch.sum(z, 1, dtype=cdt, out=dot[rows])
+        return sum_exp.log_().add_(row_max), dot
+
+    @staticmethod
+    def _scaled_softmax(out: Tensor, logits: Tensor, lse: Tensor, scale: Tensor, minus=None):
+        """out <- exp(logits - lse) * scale[:, None], then minus(rows, chunk) in place; out may
+        be the logits. Half-precision chunks are computed in a float32 buffer."""
+        n_rows, n_cols = logits.shape
+        cdt = lse.dtype
+        half = out.dtype != cdt
+        step, chunks = _row_chunks(n_rows, n_cols, half)
+        buf = torch.empty(min(step, n_rows), n_cols, dtype=cdt) if half else None
+        for rows in chunks:
+            z = logits[rows]
+            work = buf[: z.shape[0]] if half else out[rows]
+            torch.sub(z, lse[rows, None], out=work).exp_().mul_(scale[rows, None])
+            if minus is not None:
+                minus(rows, work)
+            if half:
+                out[rows].copy_(work)
+        return out
+
+    @staticmethod
+    def mixup_ce_forward(logits, y_a, y_b, lam, eps):
+        n_cols = logits.shape[1]
+        lse, z_sum = _TorchPath._sweep(logits, z_sum=eps > 0)
+        z_a = logits.gather(1, y_a.long()[:, None]).squeeze(1).to(lse.dtype)
+        z_b = logits.gather(1, y_b.long()[:, None]).squeeze(1).to(lse.dtype)
+        loss = lse - (1 - eps) * (lam * z_a + (1 - lam) * z_b)
+        if eps > 0:
+            loss -= eps / n_cols * z_sum
+        return loss, lse
+
+    @staticmethod
+    def mixup_ce_backward(grad_rows, logits, y_a, y_b, lam, eps, lse, out):
+        n_cols = logits.shape[1]
+        g = grad_rows.to(lse.dtype)
+        idx_a, idx_b = y_a.long()[:, None], y_b.long()[:, None]
+        # Target-class entries first (out may be the logits): (p - t) * g in float32, with the
+        # whole (1 - eps) mass on one class when y_a == y_b.
+        same = y_a == y_b
+        t_a = (1 - eps) * torch.where(same, 1.0, lam) + eps / n_cols
+        t_b = (1 - eps) * torch.where(same, 1.0, 1 - lam) + eps / n_cols
+        p_a = (logits.gather(1, idx_a).squeeze(1).to(lse.dtype) - lse).exp_()
+        p_b = (logits.gather(1, idx_b).squeeze(1).to(lse.dtype) - lse).exp_()
+        grad_a, grad_b = (p_a - t_a) * g, (p_b - t_b) * g
+        minus = None
+        if eps > 0:
+            smooth = g * (eps / n_cols)
+            minus = lambda rows, work: work.sub_(smooth[rows, None])
+        _TorchPath._scaled_softmax(out, logits, lse, g, minus)
+        # index_put_, not scatter_: CPU scatter_ copies half-precision tensors to float32 whole.
+        rows = torch.arange(out.shape[0], device=out.device)
+        out.index_put_((rows, idx_a.squeeze(1)), grad_a.to(out.dtype))
+        out.index_put_((rows, idx_b.squeeze(1)), grad_b.to(out.dtype))
+        return out
+
+    @staticmethod
+    def soft_ce_forward(logits, target):
+        lse, t_dot_z = _TorchPath._sweep(logits, target=target)
+        t_sum = target.sum(1, dtype=lse.dtype)
+        return lse * t_sum - t_dot_z, lse, t_sum
+
+    @staticmethod
+    def soft_ce_backward(grad_rows, logits, target, lse, target_sum, out):
+        g = grad_rows.to(lse.dtype)
+        minus = lambda rows, work: work.addcmul_(target[rows], g[rows, None], value=-1)
+        return _TorchPath._scaled_softmax(out, logits, lse, target_sum * g, minus)
