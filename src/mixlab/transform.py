@@ -1,0 +1,234 @@
+"""`Mixup`: the batch transform that samples lambda and the partner rows, then mixes in place.
+
+In the style of timm's data/mixup.py (one class, modes spelled out), with these choices:
+
+- lam ~ Beta(alpha, alpha) drawn from a torch.Generator (inverse-CDF sampling of one
+  torch uniform per draw), so a seed reproduces a run and no global RNG is touched;
+- alpha = 0 turns mixup off; cutmix_alpha > 0 turns CutMix on (with both on, each batch
+  picks CutMix with probability switch_prob, as in timm); prob is the chance that a batch
+  (mode "batch") or a sample (mode "elem") is mixed at all;
+- the partner of row i is x[perm[i]] for a permutation of kind "random" (randperm, as in
+  the source documents), "flip" (timm), "roll" (torchvision v2) or "pairs" (a random
+  involution);
+- mode "elem" draws one lam per sample and mixes the batch in one call (mixlab.mix_ with
+  a (B,) lam); CutMix pastes one box per batch, so it goes with mode "batch" only.
+
+The call returns what the loss needs: y_a = y, y_b = y[perm] and lam, for
+mixlab.mixup_cross_entropy(logits, y_a, y_b, lam) or for dense soft targets.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import scipy.special
+import torch
+
+from mixlab.backends import BACKENDS
+from mixlab.mixing import cutmix_, mix_
+from mixlab.permutations import PERMUTATION_KINDS, make_permutation
+from mixlab.validation import check_batch, check_labels, check_lam, check_smoothing
+
+MODES = ("batch", "elem")
+
+
+class MixupBatch(NamedTuple):
+    """A mixed batch: x (mixed in place), the labels of both partners, and lam (a float,
+    or a (B,) float32 tensor in mode "elem": the weight of y_a)."""
+
+    x: torch.Tensor
+    y_a: torch.Tensor
+    y_b: torch.Tensor
+    lam: float | torch.Tensor
+
+    def soft_targets(self, num_classes: int, label_smoothing: float = 0.0) -> torch.Tensor:
+        """Dense (B, num_classes) float32 targets; see `soft_targets`."""
+        return soft_targets(self.y_a, self.y_b, self.lam, num_classes, label_smoothing)
+
+
+def soft_targets(
+    y_a: torch.Tensor,
+    y_b: torch.Tensor,
+    lam: float | torch.Tensor,
+    num_classes: int,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """t = (1 - eps)(lam * onehot(y_a) + (1 - lam) * onehot(y_b)) + eps / C, float32 (B, C).
+
+    For callers that want dense targets; mixlab.mixup_cross_entropy never builds them.
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes: expected an int >= 1, got {num_classes!r}")
+    eps = check_smoothing(label_smoothing)
+    batch = y_a.shape[0] if isinstance(y_a, torch.Tensor) and y_a.ndim else 0
+    check_labels("y_a", y_a, batch, num_classes, y_a.device)
+    check_labels("y_b", y_b, batch, num_classes, y_a.device)
+    lam_col = torch.as_tensor(check_lam(lam, batch, y_a.device), device=y_a.device)
+    lam_col = lam_col.expand(batch).unsqueeze(1)
+    target = torch.full((batch, num_classes), eps / num_classes, device=y_a.device)
+    target.scatter_add_(1, y_a.long().unsqueeze(1), (1 - eps) * lam_col)
+    target.scatter_add_(1, y_b.long().unsqueeze(1), (1 - eps) * (1 - lam_col))
+    return target
+
+
+class Mixup:
+    """Mixup / CutMix for a batch (x, y): `Mixup(alpha=0.2, seed=0)(x, y) -> MixupBatch`.
+
+    alpha: mixup's Beta(alpha, alpha); 0 turns mixup off.
+    cutmix_alpha: CutMix's Beta(cutmix_alpha, cutmix_alpha); 0 (default) turns it off.
+    prob: probability that a batch ("batch") or a sample ("elem") is mixed.
+    switch_prob: with both mixup and CutMix on, probability of CutMix for a batch.
+    mode: "batch" (one lam per batch) or "elem" (one lam per sample).
+    perm_kind: "random" | "flip" | "roll" | "pairs" (mixlab.permutations).
+    backend: passed to mixlab.mix_ / mixlab.cutmix_.
+    generator / seed: the torch.Generator every draw comes from, or a seed for a new one.
+    """
+
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        *,
+        cutmix_alpha: float = 0.0,
+        prob: float = 1.0,
+        switch_prob: float = 0.5,
+        mode: str = "batch",
+        perm_kind: str = "random",
+        backend: str = "auto",
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+    ):
+        self.alpha = _check_nonnegative("alpha", alpha)
+        self.cutmix_alpha = _check_nonnegative("cutmix_alpha", cutmix_alpha)
+        self.prob = _check_probability("prob", prob)
+        self.switch_prob = _check_probability("switch_prob", switch_prob)
+        if mode not in MODES:
+            raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
+        if mode == "elem" and self.cutmix_alpha > 0:
+            raise ValueError(
+                "cutmix_alpha: CutMix pastes one box per batch, so it needs mode='batch' "
+                "(got mode='elem' with cutmix_alpha > 0)"
+            )
+        if perm_kind not in PERMUTATION_KINDS:
+            raise ValueError(f"perm_kind: expected one of {PERMUTATION_KINDS}, got {perm_kind!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+        self.mode = mode
+        self.perm_kind = perm_kind
+        self.backend = backend
+        self.generator = _make_generator(generator, seed)
+
+    @property
+    def enabled(self) -> bool:
+        return (self.alpha > 0 or self.cutmix_alpha > 0) and self.prob > 0
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> MixupBatch:
+        """Mix x in place (x[i] with x[perm[i]]) and return (x, y, y[perm], lam)."""
+        check_batch("x", x)
+        _check_targets(y, x)
+        if self.cutmix_alpha > 0 and x.ndim < 3:
+            raise ValueError(f"x: CutMix needs a (B, ..., H, W) batch, got shape {tuple(x.shape)}")
+        batch = x.shape[0]
+        if self.mode == "elem":
+            use_cutmix, lam = False, self._lam_per_sample(batch)
+        else:
+            use_cutmix, lam = self._lam_per_batch()
+        if not self.enabled or (isinstance(lam, float) and lam == 1.0):
+            return MixupBatch(x, y, y, 1.0)
+        perm = make_permutation(self.perm_kind, batch, self.generator).to(x.device)
+        if use_cutmix:
+            _, lam = cutmix_(
+                x, perm, self._box(x.shape[-2], x.shape[-1], lam), backend=self.backend
+            )
+        else:
+            if isinstance(lam, torch.Tensor):
+                lam = lam.to(x.device)
+            mix_(x, perm, lam, backend=self.backend)
+        return MixupBatch(x, y, y[perm], lam)
+
+    def _uniform(self) -> float:
+        return float(torch.rand((), generator=self.generator, dtype=torch.float64))
+
+    def _beta(self, a: float, size: int | None = None) -> float | torch.Tensor:
+        """Beta(a, a) by inverse CDF of torch uniforms: exact for every a > 0."""
+        u = torch.rand(
+            () if size is None else (size,), generator=self.generator, dtype=torch.float64
+        )
+        lam = scipy.special.betaincinv(a, a, u.numpy())
+        return float(lam) if size is None else torch.from_numpy(lam).to(torch.float32)
+
+    def _lam_per_batch(self) -> tuple[bool, float]:
+        """timm's per-batch choice: mix at all (prob), then CutMix or mixup (switch_prob)."""
+        if not self.enabled or self._uniform() >= self.prob:
+            return False, 1.0
+        if self.alpha > 0 and self.cutmix_alpha > 0:
+            use_cutmix = self._uniform() < self.switch_prob
+        else:
+            use_cutmix = self.cutmix_alpha > 0
+        return use_cutmix, self._beta(self.cutmix_alpha if use_cutmix else self.alpha)
+
+    def _lam_per_sample(self, batch: int) -> float | torch.Tensor:
+        if not self.enabled:
+            return 1.0
+        lam = self._beta(self.alpha, batch)
+        mixed = torch.rand(batch, generator=self.generator, dtype=torch.float64) < self.prob
+        return torch.where(mixed, lam, torch.ones_like(lam))
+
+    def _box(self, height: int, width: int, lam: float) -> tuple[int, int, int, int]:
+        """A box of about (1 - lam) of the image, centred uniformly and clipped to it
+        (timm's rand_bbox); cutmix_ returns the lam of the clipped box."""
+        ratio = math.sqrt(1.0 - lam)
+        cut_h, cut_w = int(height * ratio), int(width * ratio)
+        cy = int(torch.randint(height, (), generator=self.generator))
+        cx = int(torch.randint(width, (), generator=self.generator))
+        y0, y1 = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, height)
+        x0, x1 = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, width)
+        return y0, y1, x0, x1
+
+
+def _check_nonnegative(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name}: expected a float, got {type(value).__name__}")
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name}: must be a finite number >= 0, got {value}")
+    return float(value)
+
+
+def _check_probability(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name}: expected a float, got {type(value).__name__}")
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name}: must lie in [0, 1], got {value}")
+    return float(value)
+
+
+def _make_generator(generator: torch.Generator | None, seed: int | None) -> torch.Generator:
+    if generator is not None:
+        if seed is not None:
+            raise ValueError("seed: give a seed or a generator, not both")
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(
+                f"generator: expected a torch.Generator, got {type(generator).__name__}"
+            )
+        if generator.device.type != "cpu":
+            raise ValueError(f"generator: must be a CPU generator, got one on {generator.device}")
+        return generator
+    generator = torch.Generator()
+    if seed is None:
+        generator.seed()
+    elif isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
+    else:
+        generator.manual_seed(seed)
+    return generator
+
+
+def _check_targets(y, x: torch.Tensor) -> None:
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"y: expected a torch.Tensor, got {type(y).__name__}")
+    if y.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"y: dtype must be int64 or int32 class indices, got {y.dtype}")
+    if y.shape != (x.shape[0],):
+        raise ValueError(f"y: expected shape ({x.shape[0]},), got {tuple(y.shape)}")
+    if y.device != x.device:
+        raise ValueError(f"y: on {y.device}, but x is on {x.device}")
