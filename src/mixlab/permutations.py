@@ -5,6 +5,11 @@ it is overwritten. Walking each cycle c0 -> perm[c0] -> ... of the permutation a
 keeping only the cycle's first row solves that: row c_k is mixed with c_{k+1} (not
 yet written), and the last row with the kept copy of c0. The plan lists the rows
 cycle by cycle so that kernels can give each cycle to one program.
+
+A random permutation has only about ln B cycles, too few programs for a GPU. The segment
+plan cuts every cycle into runs of at most S rows, one program each: a run's last row
+needs the first row of the next run of its cycle (or of the cycle's first run), which
+another program overwrites, so kernels copy every run's first row aside before walking.
 """
 
 from __future__ import annotations
@@ -35,6 +40,46 @@ class CyclePlan:
 
     def to(self, device: torch.device) -> CyclePlan:
         return CyclePlan(self.order.to(device), self.starts.to(device), self.max_cycle_len)
+
+    def segments(self, max_len: int) -> SegmentPlan:
+        """Every cycle cut into segments of at most `max_len` consecutive walk positions,
+        in O(B). The starts are read on the host (free when the plan is on the CPU)."""
+        if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
+            raise ValueError(f"max_len: expected an int >= 1, got {max_len!r}")
+        starts = self.starts.cpu()
+        counts = (starts.diff() + max_len - 1) // max_len  # segments per cycle
+        n_segments = int(counts.sum())
+        first = counts.cumsum(0) - counts  # index of each cycle's first segment
+        cycle = torch.repeat_interleave(torch.arange(self.n_cycles), counts, output_size=n_segments)
+        rank = torch.arange(n_segments) - first[cycle]  # position of a segment in its cycle
+        seg_starts = torch.cat([starts[cycle] + rank * max_len, starts[-1:]])
+        closes_cycle = rank == counts[cycle] - 1
+        successor = torch.where(closes_cycle, first[cycle], torch.arange(1, n_segments + 1))
+        return SegmentPlan(self.order, seg_starts, successor, min(max_len, self.max_cycle_len))
+
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    """Cycles cut into segments: segment g walks order[starts[g]:starts[g+1]], and its last
+    row's partner is the first row of segment successor[g] (the next segment of the same
+    cycle, or the cycle's first segment). Segments may be listed in any order."""
+
+    order: torch.Tensor  # (B,) int64: rows, segment by segment, each in walk order
+    starts: torch.Tensor  # (n_segments + 1,) int64
+    successor: torch.Tensor  # (n_segments,) int64
+    max_segment_len: int
+
+    @property
+    def n_segments(self) -> int:
+        return self.starts.numel() - 1
+
+    def to(self, device: torch.device) -> SegmentPlan:
+        return SegmentPlan(
+            self.order.to(device),
+            self.starts.to(device),
+            self.successor.to(device),
+            self.max_segment_len,
+        )
 
 
 def cycle_plan(perm: torch.Tensor) -> CyclePlan:

@@ -1,0 +1,140 @@
+"""The cycle plan the in-place walks rely on, and the permutation kinds."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mixlab.permutations import PERMUTATION_KINDS, cycle_plan, make_permutation
+
+
+@st.composite
+def permutations(draw, max_batch=40):
+    batch = draw(st.integers(min_value=1, max_value=max_batch))
+    return torch.tensor(draw(st.permutations(range(batch))), dtype=torch.int64)
+
+
+@settings(max_examples=100, deadline=None)
+@given(permutations())
+def test_cycle_plan_covers_every_row_once_and_follows_perm(perm):
+    plan = cycle_plan(perm)
+    batch = perm.numel()
+    assert sorted(plan.order.tolist()) == list(range(batch))
+    starts = plan.starts.tolist()
+    assert starts[0] == 0 and starts[-1] == batch
+    assert all(s < e for s, e in zip(starts, starts[1:], strict=False))
+    lengths = []
+    for s, e in zip(starts, starts[1:], strict=False):
+        cycle = plan.order[s:e].tolist()
+        for row, nxt in zip(cycle, cycle[1:] + cycle[:1], strict=True):
+            assert perm[row] == nxt  # the walk follows perm and closes on its first row
+        lengths.append(len(cycle))
+    assert plan.n_cycles == len(lengths)
+    assert plan.max_cycle_len == max(lengths)
+    assert plan.is_involution == torch.equal(perm[perm], torch.arange(batch))
+
+
+def test_cycle_plan_to_device_keeps_everything():
+    plan = cycle_plan(torch.tensor([1, 2, 0, 4, 3]))
+    moved = plan.to(torch.device("cpu"))
+    assert torch.equal(moved.order, plan.order) and torch.equal(moved.starts, plan.starts)
+    assert (moved.max_cycle_len, moved.n_cycles) == (3, 2)
+
+
+@pytest.mark.parametrize("kind", PERMUTATION_KINDS)
+@pytest.mark.parametrize("batch", [1, 2, 7, 16])
+def test_make_permutation_is_a_permutation(kind, batch):
+    perm = make_permutation(kind, batch, torch.Generator().manual_seed(batch))
+    assert perm.dtype == torch.int64 and perm.shape == (batch,)
+    assert sorted(perm.tolist()) == list(range(batch))
+
+
+@pytest.mark.parametrize("batch", [1, 6, 7])
+def test_make_permutation_kinds(batch):
+    rows = torch.arange(batch)
+    assert torch.equal(make_permutation("flip", batch), rows.flip(0))
+    assert torch.equal(make_permutation("roll", batch), (rows - 1) % batch)
+    pairs = make_permutation("pairs", batch, torch.Generator().manual_seed(0))
+    assert torch.equal(pairs[pairs], rows)  # an involution
+    assert int((pairs == rows).sum()) == batch % 2  # every row paired, but one if B is odd
+
+
+@pytest.mark.parametrize("kind", ["random", "pairs"])
+def test_make_permutation_is_reproducible(kind):
+    first = make_permutation(kind, 50, torch.Generator().manual_seed(3))
+    again = make_permutation(kind, 50, torch.Generator().manual_seed(3))
+    other = make_permutation(kind, 50, torch.Generator().manual_seed(4))
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+
+
+def test_make_permutation_bad_arguments():
+    with pytest.raises(ValueError, match="^perm_kind"):
+        make_permutation("shuffle", 4)
+    with pytest.raises(ValueError, match="^batch"):
+        make_permutation("random", 0)
+
+
+# ---- segment plan --------------------------------------------------------------------
+
+
+@settings(max_examples=100, deadline=None)
+@given(permutations(), st.integers(min_value=1, max_value=6))
+def test_segments_partition_every_cycle_and_chain_back_to_its_start(perm, max_len):
+    plan = cycle_plan(perm)
+    segments = plan.segments(max_len)
+    assert segments.order is plan.order
+    starts, successor = segments.starts.tolist(), segments.successor.tolist()
+    cycle_starts = plan.starts.tolist()
+    # Segment boundaries: the cycles' boundaries plus cuts every max_len positions.
+    expected = sorted(
+        {
+            p
+            for s, e in zip(cycle_starts, cycle_starts[1:], strict=False)
+            for p in range(s, e, max_len)
+        }
+        | {perm.numel()}
+    )
+    assert starts == expected
+    lengths = [e - s for s, e in zip(starts, starts[1:], strict=False)]
+    assert segments.max_segment_len == max(lengths) <= max_len
+    # Every row is walked (so written) by exactly one segment.
+    rows = [plan.order[s:e].tolist() for s, e in zip(starts, starts[1:], strict=False)]
+    assert sorted(r for seg in rows for r in seg) == list(range(perm.numel()))
+    for g, seg in enumerate(rows):
+        for row, nxt in zip(seg, seg[1:], strict=False):
+            assert perm[row] == nxt  # inside a segment, the walk follows perm
+        assert perm[seg[-1]] == rows[successor[g]][0]  # the last row's partner: the next head
+    # Following successors from a cycle's first segment visits its segments once, in order.
+    for s, e in zip(cycle_starts, cycle_starts[1:], strict=False):
+        g = starts.index(s)
+        seen = [g]
+        while successor[seen[-1]] != g:
+            seen.append(successor[seen[-1]])
+        assert seen == list(range(g, g + len(seen)))
+        assert starts[seen[-1] + 1] == e
+
+
+def test_segments_long_enough_are_the_cycles():
+    plan = cycle_plan(torch.tensor([1, 2, 0, 4, 3, 5]))
+    for max_len in (3, 10):
+        segments = plan.segments(max_len)
+        assert torch.equal(segments.starts, plan.starts)
+        assert segments.successor.tolist() == [0, 1, 2]  # each closes on itself
+        assert segments.max_segment_len == 3
+
+
+def test_segments_to_device_keeps_everything():
+    segments = cycle_plan(torch.tensor([1, 2, 3, 4, 0])).segments(2)
+    moved = segments.to(torch.device("cpu"))
+    assert torch.equal(moved.starts, segments.starts)
+    assert torch.equal(moved.successor, torch.tensor([1, 2, 0]))
+    assert (moved.n_segments, moved.max_segment_len) == (3, 2)
+
+
+@pytest.mark.parametrize("max_len", [0, -2, 1.5, True, None])
+def test_segments_bad_length(max_len):
+    with pytest.raises(ValueError, match="^max_len"):
+        cycle_plan(torch.tensor([1, 0])).segments(max_len)
