@@ -23,6 +23,7 @@ from mixlab.backends import resolve
 from mixlab.permutations import cycle_plan
 from mixlab.validation import check_batch, check_lam, check_permutation
 
+
 def mix_(
     x: torch.Tensor, perm: torch.Tensor, lam: float | torch.Tensor, *, backend: str = "auto"
 ) -> torch.Tensor:
@@ -68,7 +69,7 @@ def cutmix_(
     if resolved == "triton":
         from mixlab.kernels import mixing as kernels
 
-        kernels.cutmix_(x, cycle_plan(perm).to(x.device), box)
+        kernels.cutmix_(x, cycle_plan(perm), box)
     elif resolved == "torch":
         _cutmix_torch_(x, perm, box)
     else:
@@ -100,7 +101,7 @@ def _run_mix_(x: torch.Tensor, perm: torch.Tensor, lam, backend: str) -> None:
     if backend == "triton":
         from mixlab.kernels import mixing as kernels
 
-        kernels.mix_(x, cycle_plan(perm).to(x.device), lam)
+        kernels.mix_(x, cycle_plan(perm), lam)
     elif backend == "torch":
         _mix_torch_(x, perm, lam)
     else:
