@@ -4,8 +4,6 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mixlab-installed
-# Triton kernels run on CPU tensors through Triton's interpreter (no GPU here, nor in CI).
-export TRITON_INTERPRET ?= 1
 export MPLBACKEND ?= Agg
 
 .PHONY: test demo lint format bench system-deps clean
@@ -33,8 +31,11 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# The tests run the Triton kernels on CPU tensors through Triton's interpreter (no GPU
+# here, nor in CI); on a CUDA machine: make test TRITON_INTERPRET=0 MIXLAB_TEST_DEVICE=cuda
+TRITON_INTERPRET ?= 1
 test: $(STAMP) system-deps lint
-	$(VENV)/bin/pytest -n 2 tests
+	TRITON_INTERPRET=$(TRITON_INTERPRET) $(VENV)/bin/pytest -n 2 tests
 
 bench: $(STAMP)
 	$(VENV)/bin/pytest bench/ --benchmark-only

@@ -1,0 +1,69 @@
+"""Regression gate: did an implementation's fraction of copy bandwidth fall?
+
+frac_copy (time of a copy of the same bytes / time of the mix, both measured in the
+same run) is compared rather than milliseconds, because a ratio measured side by side
+survives a different load on the machine; absolute times do not.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+KEYS = ["op", "impl", "shape", "batch", "dtype", "device"]
+
+
+def load_results(path: str | Path) -> pd.DataFrame:
+    """Mixing rows of a saved run: a `mixlab bench` folder, its mixing.csv, or its
+    benchmark.json."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "mixing.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"--compare: no such baseline {path}")
+    if path.suffix == ".json":
+        doc = json.loads(path.read_text())
+        rows = [{**b["params"], **b["extra_info"]} for b in doc.get("benchmarks", [])]
+        frame = pd.DataFrame(rows)
+    else:
+        frame = pd.read_csv(path)
+    missing = [c for c in [*KEYS, "frac_copy", "status"] if c not in frame.columns]
+    if missing:
+        raise ValueError(f"--compare: {path} lacks the columns {missing}")
+    return frame
+
+
+def regressions(current: pd.DataFrame, baseline: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """Rows measured in both runs whose frac_copy fell by more than `threshold`
+    (relative: 0.10 means new < 0.9 * baseline), or that were measured in the baseline
+    and fail now. Raises ValueError when the runs share no measured row."""
+    if not 0.0 <= threshold < 1.0:
+        raise ValueError(f"--threshold: must lie in [0, 1), got {threshold}")
+    cols = [*KEYS, "frac_copy", "status"]
+    base = baseline.loc[baseline["status"] == "ok", cols]
+    both = base.merge(current[cols], on=KEYS, suffixes=("_base", "_new"))
+    if both.empty:
+        raise ValueError(
+            "--compare: the baseline and this run share no measured row "
+            f"(matched on {', '.join(KEYS)})"
+        )
+    both["change"] = both["frac_copy_new"] / both["frac_copy_base"] - 1.0
+    failed = both["status_new"] != "ok"
+    fell = both["change"] < -threshold
+    out = both.loc[failed | fell].drop(columns="status_base")
+    return out.rename(columns={"status_new": "status"}).reset_index(drop=True)
+
+
+def format_regressions(table: pd.DataFrame, threshold: float) -> str:
+    if table.empty:
+        return f"compare: no implementation's frac_copy fell by more than {threshold:.0%}"
+    shown = table.assign(
+        change=[f"{c:+.0%}" if not math.isnan(c) else "n/a" for c in table["change"]]
+    )
+    return (
+        f"compare: {len(table)} regression(s), frac_copy fell by more than {threshold:.0%}:\n"
+        + shown.to_string(index=False, float_format=lambda v: f"{v:.3f}")
+    )
