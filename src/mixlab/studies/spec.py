@@ -1,0 +1,239 @@
+"""A study spec: the TOML file that says what `mixlab ablate` sweeps.
+
+    name = "digits_demo"            # the Optuna study name (also the default storage file)
+    dataset = "digits"              # dataset, model, data_root, device: fixed for the study
+    model = "mlp"
+    sampler = "grid"                # "grid" (every point) or "tpe" (n_trials samples)
+    objective = "aulc"              # or "final_accuracy"; maximized
+
+    [training]                      # any other ActiveLearningConfig field, fixed
+    epochs = 20
+
+    [axes]                          # the swept axes: a list (grid / a TPE choice),
+    alpha = [0.0, 0.2, 1.0]         # a scalar (fixed), or, with tpe only, a range
+    strategy = ["random", "entropy"]   # {low, high, log?, step?}
+    seed = [0, 1, 2]
+
+Everything is checked here, before anything touches a storage: unknown keys, wrong types
+and ranges under the grid sampler by this module; values (an unknown strategy, dataset,
+...) by building and validating the ActiveLearningConfig of every grid point, so the
+active-learning loop stays the one place that knows which values exist.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# The axes a study can sweep (DESIGN.md section 5) and their types, in grid order: the
+# product varies the last axis fastest, so every seed of a setting is run back to back.
+AXES: dict[str, type] = {
+    "strategy": str,
+    "alpha": float,
+    "initial_budget": int,
+    "query_size": int,
+    "rounds": int,
+    "mixup_mode": str,
+    "seed": int,
+}
+SAMPLERS = ("grid", "tpe")
+OBJECTIVES = ("aulc", "final_accuracy")
+# Top-level keys of the study itself, and config fields that name what is studied.
+STUDY_KEYS = ("name", "description", "sampler", "objective", "n_trials")
+SETTING_KEYS = ("dataset", "model", "data_root", "device")
+TABLES = ("training", "axes")
+RANGE_KEYS = ("low", "high", "log", "step")
+# Study names become file names (reports/studies/NAME.journal).
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+class SpecError(ValueError):
+    """A study spec that cannot be run; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """A TPE search range for a numeric axis (Optuna's suggest_float / suggest_int)."""
+
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    name: str
+    path: str
+    sampler: str
+    objective: str
+    n_trials: int | None
+    # ActiveLearningConfig fields held fixed: settings, [training] and scalar axes
+    fixed: dict[str, Any]
+    # swept axes, in AXES order: a list of values, or a Range (tpe only)
+    axes: dict[str, list | Range]
+    # the parsed TOML, as stored in the study's user_attrs
+    raw: dict[str, Any]
+
+    def grid_points(self) -> list[dict[str, Any]]:
+        """Every combination of the swept axes, in a fixed order (grid sampler only)."""
+        names = list(self.axes)
+        return [dict(zip(names, values, strict=True)) for values in _product(self.axes)]
+
+    def config(self, params: dict[str, Any]):
+        """The ActiveLearningConfig of one trial: the fixed fields plus its params."""
+        return _config_class()(**self.fixed, **params)
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    """Parse and validate the spec at `path`; raises SpecError naming what is wrong."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such spec file") from None
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(f"{path}: not valid TOML: {err}") from None
+    return parse_spec(raw, str(path))
+
+
+def parse_spec(raw: dict[str, Any], path: str = "<spec>") -> StudySpec:
+    """Validate an already-parsed spec; `path` only labels the error messages."""
+
+    def fail(message: str):
+        raise SpecError(f"{path}: {message}")
+
+    config_fields = [f.name for f in dataclasses.fields(_config_class())]
+    training_keys = [k for k in config_fields if k not in AXES and k not in SETTING_KEYS]
+    _check_keys(raw, (*STUDY_KEYS, *SETTING_KEYS, *TABLES), "", fail)
+
+    name = raw.get("name")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        fail(f"name: required, letters/digits/_.- (it names the study and its file), got {name!r}")
+    sampler = raw.get("sampler", "grid")
+    if sampler not in SAMPLERS:
+        fail(f"sampler: unknown sampler {sampler!r} (choose from {', '.join(SAMPLERS)})")
+    objective = raw.get("objective", "aulc")
+    if objective not in OBJECTIVES:
+        fail(f"objective: unknown objective {objective!r} (choose from {', '.join(OBJECTIVES)})")
+    n_trials = raw.get("n_trials")
+    if sampler == "grid" and n_trials is not None:
+        fail("n_trials: only for sampler 'tpe' (the grid sampler runs every point)")
+    if sampler == "tpe" and not (_is_int(n_trials) and n_trials >= 1):
+        fail(f"n_trials: sampler 'tpe' needs a positive integer, got {n_trials!r}")
+
+    training = raw.get("training", {})
+    axes_table = raw.get("axes", {})
+    for table, value in (("training", training), ("axes", axes_table)):
+        if not isinstance(value, dict):
+            fail(f"{table}: must be a table ([{table}]), got {type(value).__name__}")
+    _check_keys(training, training_keys, "training.", fail)
+    _check_keys(axes_table, list(AXES), "axes.", fail)
+
+    fixed = {k: raw[k] for k in SETTING_KEYS if k in raw}
+    fixed.update(training)
+    axes: dict[str, list | Range] = {}
+    for axis, kind in AXES.items():
+        if axis not in axes_table:
+            continue
+        value = axes_table[axis]
+        if isinstance(value, list):
+            axes[axis] = _check_choices(axis, kind, value, fail)
+        elif isinstance(value, dict):
+            if sampler == "grid":
+                fail(f"axes.{axis}: a range needs sampler = 'tpe'; the grid takes a list")
+            axes[axis] = _check_range(axis, kind, value, fail)
+        else:
+            fixed[axis] = _check_value(axis, kind, value, fail)
+
+    spec = StudySpec(name, path, sampler, objective, n_trials, fixed, axes, raw)
+    _check_configs(spec, fail)
+    return spec
+
+
+def _config_class():
+    from mixlab.active.loop import ActiveLearningConfig
+
+    return ActiveLearningConfig
+
+
+def _check_keys(table: dict, allowed, prefix: str, fail) -> None:
+    unknown = [k for k in table if k not in allowed]
+    if unknown:
+        fail(
+            f"unknown key{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(prefix + k for k in unknown)} (allowed: {', '.join(allowed)})"
+        )
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_value(axis: str, kind: type, value, fail):
+    if kind is float and _is_int(value):
+        return float(value)
+    if (kind is int and _is_int(value)) or (kind is not int and isinstance(value, kind)):
+        return value
+    fail(f"axes.{axis}: expected {kind.__name__} values, got {value!r}")
+
+
+def _check_choices(axis: str, kind: type, values: list, fail) -> list:
+    if not values:
+        fail(f"axes.{axis}: empty list")
+    values = [_check_value(axis, kind, v, fail) for v in values]
+    repeated = sorted({v for v in values if values.count(v) > 1}, key=str)
+    if repeated:
+        fail(f"axes.{axis}: repeated values {repeated}")
+    return values
+
+
+def _check_range(axis: str, kind: type, table: dict, fail) -> Range:
+    if kind is str:
+        fail(f"axes.{axis}: takes a list of names, not a range")
+    _check_keys(table, RANGE_KEYS, f"axes.{axis}.", fail)
+    if "low" not in table or "high" not in table:
+        fail(f"axes.{axis}: a range needs low and high")
+    low, high = (_check_value(axis, kind, table[k], fail) for k in ("low", "high"))
+    log = table.get("log", False)
+    step = table.get("step")
+    if not isinstance(log, bool):
+        fail(f"axes.{axis}.log: expected true or false, got {log!r}")
+    if step is not None:
+        step = _check_value(axis, kind, step, fail)
+    if low > high:
+        fail(f"axes.{axis}: low ({low}) > high ({high})")
+    if log and low <= 0:
+        fail(f"axes.{axis}: log range needs low > 0, got {low}")
+    if log and step is not None:
+        fail(f"axes.{axis}: log and step cannot be combined")
+    if step is not None and step <= 0:
+        fail(f"axes.{axis}.step: must be > 0, got {step}")
+    return Range(low, high, log, step)
+
+
+def _product(axes: dict[str, list | Range]):
+    # A range contributes its two ends (used to validate a tpe spec's corners).
+    choices = (v if isinstance(v, list) else [v.low, v.high] for v in axes.values())
+    return itertools.product(*choices)
+
+
+def _check_configs(spec: StudySpec, fail) -> None:
+    """Validate the config of every grid point (of every range corner, for tpe)."""
+    names = list(spec.axes)
+    for values in _product(spec.axes):
+        params = dict(zip(names, values, strict=True))
+        try:
+            spec.config(params).validate()
+        except (TypeError, ValueError) as err:
+            where = f" (at {describe(params)})" if params else ""
+            fail(f"{err}{where}")
+
+
+def describe(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in params.items())

@@ -1,0 +1,78 @@
+"""Two `mixlab ablate` workers sharing one study on a real PostgreSQL server: one is
+SIGKILLed mid-trial and restarted, and every grid point still ends COMPLETE exactly once.
+
+Needs the PostgreSQL server binaries (initdb, pg_ctl); without them the test fails naming
+the missing program (tests/pg_cluster.py)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from optuna.trial import TrialState
+from pg_cluster import pg_cluster
+from test_study_runner import (
+    TINY_AXES,
+    ablate,
+    assert_each_point_complete_once,
+    kill_mid_trial,
+    read_trials,
+    wait_until_running,
+    worker_pid,
+    write_spec,
+)
+
+from mixlab.studies import storage
+from mixlab.studies.spec import load_spec
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    with pg_cluster() as url:
+        yield url
+
+
+def test_claim_lock_excludes_a_second_holder(postgres_url):
+    inside, order = threading.Event(), []
+
+    def hold():
+        with storage.claim_lock(postgres_url, "locked"):
+            inside.set()
+            time.sleep(0.5)
+            order.append("first out")
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    inside.wait(30)
+    with storage.claim_lock(postgres_url, "locked"):
+        order.append("second in")
+    with storage.claim_lock(postgres_url, "another study"):  # other studies do not wait
+        pass
+    holder.join()
+    assert order == ["first out", "second in"]
+
+
+def test_two_workers_one_killed_and_restarted(tmp_path, postgres_url):
+    # postgresql:// as a user writes it (mixlab picks the psycopg 3 driver)
+    url = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+    axes = {**TINY_AXES, "seed": [0, 1, 2]}  # 12 points
+    # trials of about half a second: the victim is sure to be caught in one
+    spec_path = write_spec(tmp_path, name="pg_tiny", axes=axes, training={"epochs": 30})
+    # The victim starts first so that it surely runs trials; it is killed in its second.
+    victim = ablate(spec_path, url)
+    wait_until_running(victim, postgres_url, "pg_tiny")
+    survivor = ablate(spec_path, url)
+    killed = kill_mid_trial(victim, postgres_url, "pg_tiny")
+    restarted = ablate(spec_path, url)
+    for proc in (survivor, restarted):
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out + err[-3000:]
+        assert "12/12 grid points complete" in out
+    trials = read_trials(postgres_url, "pg_tiny")
+    assert trials[killed].state == TrialState.FAIL and "error" not in trials[killed].user_attrs
+    assert_each_point_complete_once(load_spec(spec_path), trials)
+    # both workers shared the study before the kill
+    assert {victim.pid, survivor.pid} <= {worker_pid(t) for t in trials}
