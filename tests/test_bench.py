@@ -15,6 +15,7 @@ import torch
 
 from mixlab import reference
 from mixlab.benchmarks import compare, sweep
+from mixlab.benchmarks import loss as loss_bench
 from mixlab.benchmarks.peers import (
     NO_CUDA,
     OPS,
@@ -140,7 +141,7 @@ def tiny_run(tmp_path_factory):
 
     def fake_loss_bench(device, cases, dtypes, repeats, progress):
         calls.append((device, cases, dtypes, repeats))
-        row = dict.fromkeys(sweep.LOSS_COLUMNS, 1.0)
+        row = dict.fromkeys(loss_bench.COLUMNS, 1.0)
         return pd.DataFrame([{**row, "impl": "stub", "status": "ok"}])
 
     with pytest.MonkeyPatch.context() as mp:
@@ -173,7 +174,7 @@ def test_sweep_writes_the_contract_files(tiny_run):
     assert ok["frac_copy"].to_numpy() == pytest.approx(ok["gbps"] / ok["copy_gbps"])
 
     loss = pd.read_csv(out / "loss.csv")
-    assert list(loss.columns) == sweep.LOSS_COLUMNS and loss["impl"].tolist() == ["stub"]
+    assert list(loss.columns) == loss_bench.COLUMNS and loss["impl"].tolist() == ["stub"]
     [(device, cases, dtypes, _)] = loss_calls
     assert cases == sweep.QUICK_LOSS_CASES and dtypes == [torch.float32]
 

@@ -26,6 +26,7 @@ from pytest_benchmark.stats import Stats
 from tqdm.auto import tqdm
 
 from mixlab.benchmarks import compare, provenance
+from mixlab.benchmarks import loss as loss_bench
 from mixlab.benchmarks.peers import OPS, PEERS, Peer, copy_of, effective_bytes, make_case
 from mixlab.benchmarks.timing import Timing, measure_beside
 
@@ -46,19 +47,6 @@ DTYPES = {
 }
 # Loss cases (B, C) of --quick; the full sweep uses mixlab.benchmarks.loss.DEFAULT_CASES.
 QUICK_LOSS_CASES = [(256, 1000)]
-LOSS_COLUMNS = [
-    "impl",
-    "batch",
-    "classes",
-    "dtype",
-    "device",
-    "median_ms",
-    "q25_ms",
-    "q75_ms",
-    "peak_extra_mb",
-    "peak_extra_over_logits",
-    "status",
-]
 MIXING_COLUMNS = [
     *compare.KEYS,
     "median_ms",
@@ -352,15 +340,13 @@ def mixing_frame(results: list[Measured]) -> pd.DataFrame:
 
 def loss_frame(config: Config) -> tuple[pd.DataFrame, str | None]:
     """loss.csv from mixlab.benchmarks.loss (the loss part's own registry)."""
-    empty = pd.DataFrame(columns=LOSS_COLUMNS)
+    empty = pd.DataFrame(columns=loss_bench.COLUMNS)
     if not config.run_loss:
         return empty, "not measured: --no-loss"
-    try:
-        from mixlab.benchmarks import loss
-    except ImportError as e:
-        return empty, f"not measured: mixlab.benchmarks.loss is not importable ({e})"
-    cases = config.loss_cases or loss.DEFAULT_CASES
-    frame = loss.run_loss_bench(config.device, cases, config.dtypes, config.repeats, progress=True)
+    cases = config.loss_cases or loss_bench.DEFAULT_CASES
+    frame = loss_bench.run_loss_bench(
+        config.device, cases, config.dtypes, config.repeats, progress=True
+    )
     return frame, None
 
 
