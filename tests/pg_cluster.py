@@ -63,7 +63,7 @@ def pg_cluster() -> Iterator[str]:
         as_user = ["runuser", "-u", "postgres", "--"]
     data, log = root / "data", root / "server.log"
     port = _free_port()
-    options = f"-h 127.0.0.1 -p {port} -k {root} -F -c max_connections=40"
+    options = f"-h 127.0.0.1 -p {port} -k {root} -F -c max_connections=100"
     try:
         try:
             _run([*as_user, initdb, "-D", str(data), "-U", USER, "-A", "trust", "--no-sync"])

@@ -82,8 +82,13 @@ def open_storage(url: str, create: bool = False):
         # Optuna would create its version tables even for a reader, racing a worker
         # that creates the schema at the same moment.
         raise FileNotFoundError(f"--storage: no study storage at {mask_password(url)}")
-    # SQLite: wait for a busy database instead of failing at once.
-    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
+    if url.startswith("sqlite"):
+        # Wait for a busy database instead of failing at once.
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    else:
+        # A worker talks to the server from one thread (plus its heartbeat): a small pool
+        # keeps many workers on many machines within the server's max_connections.
+        engine_kwargs = {"pool_size": 2, "max_overflow": 2, "pool_pre_ping": True}
     return optuna.storages.RDBStorage(
         url, engine_kwargs=engine_kwargs, skip_table_creation=not create
     )
