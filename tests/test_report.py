@@ -414,6 +414,15 @@ def test_paired_test_chooses_wilcoxon_when_it_can_reach_significance():
     assert stats.paired_test([0.0, 0.0, 0.0])[2] == 1.0
 
 
+def test_wilcoxon_only_where_it_could_survive_holm():
+    # Smallest exact two-sided p is 2 / 2**n; Holm's first step compares it with 0.05 / m.
+    assert stats.wilcoxon_min_pairs(1) == 6
+    assert stats.wilcoxon_min_pairs(18) == 10  # 2/2**9 = 0.0039 > 0.05/18; 2/2**10 < it
+    diffs = [0.01, 0.02, 0.015, 0.03, 0.012, 0.018]
+    assert stats.paired_test(diffs, family_size=18)[0] == "paired t"
+    assert stats.paired_test(diffs * 2, family_size=18)[0] == "Wilcoxon signed-rank"
+
+
 def test_win_matrix(trials):
     axes = ["strategy", "alpha", "initial_budget"]
     matrix = stats.win_matrix(trials, axes)

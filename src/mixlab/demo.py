@@ -11,6 +11,7 @@ is exactly what a user gets from running them by hand.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from mixlab import cli
@@ -18,18 +19,25 @@ from mixlab import cli
 REPO = Path(__file__).resolve().parents[2]
 
 
+def _shown(path: Path) -> str:
+    """The path relative to the working directory when it lies below it (make demo runs in
+    the repo root), so that the committed report names no one's home directory."""
+    rel = os.path.relpath(path)
+    return path.as_posix() if rel.startswith("..") else rel
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--spec", default=str(REPO / "ablations" / "digits_demo.toml"), help="study spec (TOML)"
+        "--spec", default=_shown(REPO / "ablations" / "digits_demo.toml"), help="study spec (TOML)"
     )
     parser.add_argument("--workers", type=int, default=2, help="study worker processes")
-    parser.add_argument("--out", default=str(REPO / "reports" / "demo"), help="report folder")
+    parser.add_argument("--out", default=_shown(REPO / "reports" / "demo"), help="report folder")
     parser.add_argument(
-        "--bench-out", default=str(REPO / "reports" / "bench" / "demo"), help="benchmark folder"
+        "--bench-out", default=_shown(REPO / "reports" / "bench" / "demo"), help="benchmark folder"
     )
     parser.add_argument(
         "--equivalence",
-        default=str(REPO / "reports" / "equivalence.json"),
+        default=_shown(REPO / "reports" / "equivalence.json"),
         help="kernel equivalence results written by `make test`",
     )
 

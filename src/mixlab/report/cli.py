@@ -22,7 +22,7 @@ from mixlab.studies import storage
 from mixlab.studies.spec import SpecError, load_spec
 
 STATE_NAMES = {"COMPLETE": "complete", "FAIL": "failed", "RUNNING": "running"}
-SIGNIFICANCE = 0.05
+SIGNIFICANCE = stats.SIGNIFICANCE
 # The baselines every arm is tested against: no mixup, and random sampling.
 BASELINES = {"alpha": 0.0, "strategy": "random"}
 BASELINE_NAMES = {"alpha": "no mixup (α = 0)", "strategy": "random sampling"}
@@ -347,10 +347,12 @@ def _tests_section(tests: pd.DataFrame, axes: list[str], axis: str, out: Path) -
         "paired by seed. Δ = arm − baseline, mean ± 95% CI. Two-sided tests; Holm's "
         f"correction over the {len(tests)} tests of this table; bold: p (Holm) < {SIGNIFICANCE}."
     )
+    family = int(tests["p"].notna().sum())
+    min_pairs = stats.wilcoxon_min_pairs(family)
     explain = Text(
-        f"Test per row: Wilcoxon signed-rank with ≥ {stats.WILCOXON_MIN_PAIRS} paired seeds, "
-        f"else the paired t-test (with fewer than {stats.WILCOXON_MIN_PAIRS} pairs the exact "
-        "Wilcoxon test cannot reach p < 0.05)."
+        f"Test per row: Wilcoxon signed-rank with ≥ {min_pairs} paired seeds, else the "
+        f"paired t-test: with fewer pairs the exact Wilcoxon test's smallest p (2 / 2^n) "
+        f"could not pass Holm's correction over {family} tests at {SIGNIFICANCE}."
     )
     table = Table(frame, caption, marks, name, label_columns=len(axes))
     title = f"Paired tests against {BASELINE_NAMES[axis]}"

@@ -17,9 +17,18 @@ from scipy import stats
 
 from mixlab.report.load import AXES
 
-# The smallest number of pairs for which an exact two-sided Wilcoxon signed-rank test
-# can reach p < 0.05 (its smallest p is 2 / 2**n); below it the paired t-test is used.
-WILCOXON_MIN_PAIRS = 6
+SIGNIFICANCE = 0.05
+
+
+def wilcoxon_min_pairs(family_size: int = 1, level: float = SIGNIFICANCE) -> int:
+    """The fewest pairs with which an exact two-sided Wilcoxon signed-rank test can still
+    be significant after Holm's correction over `family_size` tests: its smallest p is
+    2 / 2**n, and Holm's first step compares it with level / family_size. With fewer
+    pairs the test could never reject, so the paired t-test is used instead."""
+    n = 1
+    while 2.0 / 2**n >= level / max(family_size, 1):
+        n += 1
+    return n
 
 
 def t_interval(values, confidence: float = 0.95) -> tuple[float, float]:
@@ -98,14 +107,15 @@ def paired_differences(
     return merged[[*axes, "seed", metric, f"{metric}_baseline", "diff"]]
 
 
-def paired_test(diffs) -> tuple[str, float, float]:
-    """(test name, statistic, two-sided p) for paired differences."""
+def paired_test(diffs, family_size: int = 1) -> tuple[str, float, float]:
+    """(test name, statistic, two-sided p) for paired differences, one of a family of
+    `family_size` tests that will be Holm-corrected together."""
     d = np.asarray(diffs, dtype=float)
     if len(d) < 2:
         return "none (fewer than 2 pairs)", math.nan, math.nan
     if np.all(d == 0):
         return "none (identical)", 0.0, 1.0
-    if len(d) >= WILCOXON_MIN_PAIRS:
+    if len(d) >= wilcoxon_min_pairs(family_size):
         res = stats.wilcoxon(d)
         return "Wilcoxon signed-rank", float(res.statistic), float(res.pvalue)
     res = stats.ttest_1samp(d, 0.0)
@@ -132,13 +142,15 @@ def paired_tests(
     """Every arm against its baseline arm (same other axes), paired by seed; Holm's
     correction over the whole table (one family per baseline)."""
     diffs = paired_differences(trials, axes, axis, baseline, metric)
+    groups = list(diffs.groupby(axes, sort=True))
+    family = sum(len(group) >= 2 for _, group in groups)
     rows = []
-    for key, group in diffs.groupby(axes, sort=True):
+    for key, group in groups:
         row = arm_from_key(axes, key)
         row["n_pairs"] = len(group)
         row["diff_mean"] = group["diff"].mean()
         row["diff_ci_low"], row["diff_ci_high"] = t_interval(group["diff"])
-        row["test"], row["statistic"], row["p"] = paired_test(group["diff"])
+        row["test"], row["statistic"], row["p"] = paired_test(group["diff"], family)
         rows.append(row)
     columns = [*axes, "n_pairs", "diff_mean", "diff_ci_low", "diff_ci_high", "test"]
     table = pd.DataFrame(rows, columns=[*columns, "statistic", "p"])
