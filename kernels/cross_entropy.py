@@ -66,7 +66,10 @@ def _ce_fwd_kernel(
         mask = cols < n_cols
         z = tl.load(logits_ptr + cols, mask=mask, other=-float("inf")).to(tl.float32)
         m_new = tl.maximum(m, tl.max(z, 0))
-        s = s * tl.exp(m - m_new) + tl.sum(tl.exp(z - m_new), 0)
+        # While every logit so far is -inf (a masked block), shift by 0: exp(-inf - -inf)
+        # would be NaN where the answer is exp(-inf) = 0.
+        m_shift = tl.where(m_new == -float("inf"), 0.0, m_new)
+        s = s * tl.exp(m - m_shift) + tl.sum(tl.exp(z - m_shift), 0)
         m = m_new
         if DENSE_TARGET:
             t = tl.load(target_ptr + cols, mask=mask, other=0.0).to(tl.float32)

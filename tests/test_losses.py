@@ -346,3 +346,25 @@ def test_loss_bench_rows_and_memory():
     # The gradient (1x) is the only B x C allocation of the torch path that outlives a chunk.
     assert 1.0 <= rows.loc["mixlab_torch", "peak_extra_over_logits"] <= 1.1
     assert rows.loc["dense_log_softmax", "peak_extra_over_logits"] >= 3.0
+
+
+@pytest.mark.parametrize("backend", [*BACKENDS, "reference"])
+def test_masked_block_of_minus_inf_logits_stays_finite(backend, device):
+    """A leading block of -inf logits longer than the kernel's block (a masked vocabulary)
+    gives the finite loss and gradient that F.cross_entropy gives for hard labels."""
+    from mixlab.kernels import cross_entropy as kernels
+
+    classes = kernels.MAX_BLOCK_FWD + 300
+    logits = torch.randn(2, classes, dtype=torch.float64, device=device)
+    logits[:, : kernels.MAX_BLOCK_FWD + 10] = -float("inf")
+    y = torch.tensor([classes - 1, classes - 7], device=device)
+    expected = F.cross_entropy(logits, y)
+    z = logits.float().requires_grad_()
+    loss = mixlab.mixup_cross_entropy(z, y, y, 0.4, backend=backend)
+    loss.backward()
+    torch.testing.assert_close(loss.double(), expected, atol=1e-5, rtol=1e-5)
+    grad = z.grad[:, kernels.MAX_BLOCK_FWD + 10 :]
+    assert torch.isfinite(z.grad).all() and (z.grad[:, : kernels.MAX_BLOCK_FWD + 10] == 0).all()
+    expected_grad = torch.softmax(logits[:, kernels.MAX_BLOCK_FWD + 10 :], -1)
+    expected_grad[torch.arange(2), y - kernels.MAX_BLOCK_FWD - 10] -= 1
+    torch.testing.assert_close(grad.double(), expected_grad / 2, atol=1e-5, rtol=1e-5)

@@ -70,7 +70,10 @@ def soft_cross_entropy(
     """-sum_c target_c * log_softmax(logits)_c per row, in float32 or better."""
     cdt = _compute_dtype(logits.dtype)
     logp = torch.log_softmax(logits.to(cdt), dim=-1)
-    loss = -(target.to(cdt) * logp).sum(dim=-1)
+    t = target.to(cdt)
+    # A class with no target mass contributes 0 even where its logit is -inf (0 * -inf
+    # would be NaN), as in F.cross_entropy with class indices.
+    loss = -torch.where(t == 0, 0.0, t * logp).sum(dim=-1)
     return _reduce(loss, reduction).to(logits.dtype)
 
 
