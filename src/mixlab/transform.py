@@ -25,6 +25,7 @@ from typing import NamedTuple
 import scipy.special
 import torch
 
+from mixlab import reference
 from mixlab.backends import BACKENDS
 from mixlab.mixing import cutmix_, mix_
 from mixlab.permutations import PERMUTATION_KINDS, make_permutation
@@ -64,12 +65,8 @@ def soft_targets(
     batch = y_a.shape[0] if isinstance(y_a, torch.Tensor) and y_a.ndim else 0
     check_labels("y_a", y_a, batch, num_classes, y_a.device)
     check_labels("y_b", y_b, batch, num_classes, y_a.device)
-    lam_col = torch.as_tensor(check_lam(lam, batch, y_a.device), device=y_a.device)
-    lam_col = lam_col.expand(batch).unsqueeze(1)
-    target = torch.full((batch, num_classes), eps / num_classes, device=y_a.device)
-    target.scatter_add_(1, y_a.long().unsqueeze(1), (1 - eps) * lam_col)
-    target.scatter_add_(1, y_b.long().unsqueeze(1), (1 - eps) * (1 - lam_col))
-    return target
+    lam = check_lam(lam, batch, y_a.device)
+    return reference.mixup_target(y_a.long(), y_b.long(), lam, num_classes, eps).float()
 
 
 class Mixup:
