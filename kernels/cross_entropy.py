@@ -143,6 +143,26 @@ def _device_guard(t: torch.Tensor):
     return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
 
 
+def _target_args(logits, dummy, target, y_a, y_b, lam, smoothing):
+    """The arguments both kernels take, from target_ptr to target_row_stride, in order.
+
+    Only one target form is live (DENSE_TARGET); `dummy`, any float32 tensor of the
+    launch, stands in for the pointers of the other.
+    """
+    dense = target is not None
+    return (
+        target if dense else logits,
+        y_a if not dense else dummy,
+        y_b if not dense else dummy,
+        lam if not dense else dummy,
+        lam.stride(0) if not dense else 0,
+        smoothing,
+        logits.shape[1],
+        logits.stride(0),
+        target.stride(0) if dense else 0,
+    )
+
+
 def _forward(logits, *, target=None, y_a=None, y_b=None, lam=None, smoothing=0.0):
     n_rows, n_cols = logits.shape
     dense = target is not None
@@ -156,15 +176,7 @@ def _forward(logits, *, target=None, y_a=None, y_b=None, lam=None, smoothing=0.0
             lse,
             target_sum,
             logits,
-            target if dense else logits,
-            y_a if not dense else loss,
-            y_b if not dense else loss,
-            lam if not dense else loss,
-            lam.stride(0) if not dense else 0,
-            smoothing,
-            n_cols,
-            logits.stride(0),
-            target.stride(0) if dense else 0,
+            *_target_args(logits, loss, target, y_a, y_b, lam, smoothing),
             DENSE_TARGET=dense,
             HAS_SMOOTHING=smoothing > 0.0,
             BLOCK_C=block,
@@ -197,15 +209,7 @@ def _backward(
             logits,
             lse,
             target_sum if dense else lse,
-            target if dense else logits,
-            y_a if not dense else lse,
-            y_b if not dense else lse,
-            lam if not dense else lse,
-            lam.stride(0) if not dense else 0,
-            smoothing,
-            n_cols,
-            logits.stride(0),
-            target.stride(0) if dense else 0,
+            *_target_args(logits, lse, target, y_a, y_b, lam, smoothing),
             DENSE_TARGET=dense,
             BLOCK_C=block,
             num_warps=_num_warps(block),

@@ -47,17 +47,14 @@ DTYPES = {
 }
 # Loss cases (B, C) of --quick; the full sweep uses mixlab.benchmarks.loss.DEFAULT_CASES.
 QUICK_LOSS_CASES = [(256, 1000)]
+# What a row measured, beyond its timing: also each benchmark's extra_info in the JSON.
+RESULT_COLUMNS = ["gbps", "samples_per_s", "copy_gbps", "frac_copy", "status", "pairing"]
 MIXING_COLUMNS = [
     *compare.KEYS,
     "median_ms",
     "q25_ms",
     "q75_ms",
-    "gbps",
-    "samples_per_s",
-    "copy_gbps",
-    "frac_copy",
-    "status",
-    "pairing",
+    *RESULT_COLUMNS,
     "rounds",
     "machine",
     "torch",
@@ -380,18 +377,7 @@ def benchmark_json(results: list[Measured], loss: pd.DataFrame, args: dict) -> d
                 "fullname": f"mixlab bench::{name}",
                 "params": params,
                 "param": param,
-                "extra_info": {
-                    k: r[k]
-                    for k in (
-                        "gbps",
-                        "samples_per_s",
-                        "copy_gbps",
-                        "frac_copy",
-                        "status",
-                        "pairing",
-                        "machine",
-                    )
-                }
+                "extra_info": {k: r[k] for k in (*RESULT_COLUMNS, "machine")}
                 | {"copy_median_s": m.copy.median_s},
                 "options": {
                     "timer": "cuda events (do_bench)" if r["device"] == "cuda" else "perf_counter"
