@@ -57,7 +57,7 @@ class _MixlabImages:
                 f"images: mixlab mixes {FLOAT_DTYPES} images, got {inpt.dtype}; convert them "
                 "first, e.g. with v2.ToDtype(torch.float32, scale=True)"
             )
-        images = inpt.as_subclass(torch.Tensor)
+        images = inpt if _is_pure(inpt) else inpt.as_subclass(torch.Tensor)  # unwrap, no copy
         if not self.inplace:
             images = images.contiguous()
         perm = make_permutation("roll", images.shape[0]).to(images.device)
