@@ -19,6 +19,11 @@ _EXPORTS = {
     "soft_cross_entropy": "mixlab.losses",
     "Mixup": "mixlab.transform",
     "reference": "mixlab.reference",
+    "MixedTarget": "mixlab.targets",
+    # submodules, loaded on first use: the timm and torchvision drop-ins, the loss modules
+    "timm": "mixlab.timm",
+    "torchvision": "mixlab.torchvision",
+    "nn": "mixlab.nn",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -29,7 +34,7 @@ def __getattr__(name: str):
     if module is None:
         raise AttributeError(f"module 'mixlab' has no attribute {name!r}")
     mod = importlib.import_module(module)
-    value = mod if name == "reference" else getattr(mod, name)
+    value = mod if module == f"mixlab.{name}" else getattr(mod, name)
     globals()[name] = value
     return value
 
