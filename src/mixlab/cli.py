@@ -13,6 +13,7 @@ SUBCOMMANDS = {
     "bench": ("mixlab.benchmarks.sweep", "throughput sweep of the mixing step and the loss"),
     "ablate": ("mixlab.studies.cli", "run an ablation study spec with Optuna"),
     "report": ("mixlab.report.cli", "write the comparison report (Markdown + HTML)"),
+    "verify": ("mixlab.verify.cli", "check the ops (or --impl functions) against mixlab.reference"),
 }
 
 
