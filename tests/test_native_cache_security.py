@@ -16,8 +16,7 @@ OTHER_UID = 65534  # nobody
 
 
 def test_new_cache_folder_is_private(tmp_path):
-    os.umask(old := os.umask(0))  # the most permissive umask: the folder must still be 0700
-    os.umask(0)
+    old = os.umask(0)  # the most permissive umask: the folder must still be 0700
     try:
         native.library_path(tmp_path / "fresh" / "cache")
     finally:

@@ -115,8 +115,8 @@ def _load_cifar10(root: Path) -> Dataset:
 class _CifarUnpickler(pickle.Unpickler):
     """Loads only the globals a CIFAR-10 batch refers to: numpy's array and dtype
     reconstruction (as written by Python 2's numpy, and by numpy 1.x/2.x under pickle
-    protocols 2-5) and latin-1 bytes. Everything else a pickle can call is refused. (numpy.load has no
-    such mode for pickles: allow_pickle is all or nothing.)"""
+    protocols 2-5) and latin-1 bytes. Everything else a pickle can call is refused.
+    (numpy.load has no such mode for pickles: allow_pickle is all or nothing.)"""
 
     def find_class(self, module: str, name: str):
         # numpy 2 renamed numpy.core to numpy._core; pickles name either.

@@ -153,7 +153,9 @@ def _build(cc: str, sources: Sequence[Path], cflags: Sequence[str], path: Path) 
         )
         if result.returncode != 0:
             names = ", ".join(s.name for s in sources)
-            raise RuntimeError(f"mixlab.native: compiling {names} with {cc} failed:\n{result.stderr}")
+            raise RuntimeError(
+                f"mixlab.native: compiling {names} with {cc} failed:\n{result.stderr}"
+            )
         os.chmod(tmp, 0o755)
         Path(tmp_digest).write_text(_digest(Path(tmp)) + "\n")
         # The hash first: a reader that sees the new library also sees its hash.
