@@ -31,7 +31,10 @@ from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).with_name("mix.c")
+# One library: the mixing walk (mix.c) and the fused loss (loss.c); simd.h, which both
+# include, is not compiled on its own but is part of the cache key.
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("mix.c", "loss.c"))
+HEADERS = (Path(__file__).with_name("simd.h"),)
 # No FMA contraction: float32 results are then bit-identical to the reference's
 # separate multiply and add. -march=native is safe because the cache key names it.
 CFLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fPIC", "-shared", "-fopenmp")
@@ -80,7 +83,7 @@ def _target_description(cc: str) -> str:
 def library_path(directory: Path | None = None) -> Path:
     """The cached shared library for this source, compiler and CPU; built if missing."""
     cc = _compiler()
-    source = SOURCE.read_bytes()
+    source = b"".join(p.read_bytes() for p in (*SOURCES, *HEADERS))
     key = hashlib.sha256(source + _target_description(cc).encode()).hexdigest()[:20]
     directory = cache_dir() if directory is None else directory
     path = directory / f"mixlab_native_{key}.so"
@@ -101,11 +104,12 @@ def _build(cc: str, path: Path) -> None:
     os.close(fd)
     try:
         result = subprocess.run(
-            [cc, *CFLAGS, "-o", tmp, str(SOURCE)], capture_output=True, text=True
+            [cc, *CFLAGS, "-o", tmp, *map(str, SOURCES)], capture_output=True, text=True
         )
         if result.returncode != 0:
+            names = ", ".join(p.name for p in SOURCES)
             raise RuntimeError(
-                f"mixlab.native: compiling {SOURCE.name} with {cc} failed:\n{result.stderr}"
+                f"mixlab.native: compiling {names} with {cc} failed:\n{result.stderr}"
             )
         os.replace(tmp, path)  # atomic: readers see no library or a whole one
     finally:
