@@ -31,6 +31,7 @@ from torch import Tensor
 
 from mixlab import reference
 from mixlab.backends import resolve
+from mixlab.native import loss as native_loss
 from mixlab.validation import (
     FLOAT_DTYPES,
     check_batch,
@@ -70,6 +71,9 @@ def mixup_cross_entropy(
         forward = functools.partial(_mixup_forward, impl=impl)
         backward = _kernels(impl).mixup_ce_backward
         out = _InplaceBackward.apply(logits, forward, backward, y_a, y_b, lam, eps)
+    elif impl == "torch" and not torch.compiler.is_compiling():
+        # eager: no custom-op dispatch; loss.c checks the label and lam values itself
+        out = (native_loss.mixup_ce_rows(logits, y_a, y_b, lam, eps),)
     else:
         out = _mixup_ce_op(logits, y_a, y_b, lam, eps, impl)
     return _reduce(out[0], reduction).to(logits.dtype)  # out[0]: the per-row losses
@@ -101,6 +105,8 @@ def soft_cross_entropy(
     if _inplace_wanted(logits, inplace_backward):
         forward = _kernels(impl).soft_ce_forward
         out = _InplaceBackward.apply(logits, forward, _kernels(impl).soft_ce_backward, target)
+    elif impl == "torch" and not torch.compiler.is_compiling():  # eager: no custom-op dispatch
+        out = (native_loss.soft_ce_rows(logits, target),)
     else:
         out = _soft_ce_op(logits, target, impl)
     return _reduce(out[0], reduction).to(logits.dtype)
@@ -167,9 +173,7 @@ def _kernels(impl: str):
         from mixlab.kernels import cross_entropy  # imports triton: only when asked for
 
         return cross_entropy
-    from mixlab.native import loss  # the C loss; without a C compiler it raises, saying so
-
-    return loss
+    return native_loss  # the C loss; without a C compiler its first call raises, saying so
 
 
 def _mixup_forward(logits, y_a, y_b, lam, eps, impl):

@@ -26,7 +26,7 @@
 
 enum { CHUNK = 4096 }; /* elements per chunk: 16 KiB of float32, in L1 between its sweeps */
 /* status codes; on an error nothing has been written */
-enum { LOSS_OK = 0, LOSS_NO_CLASSES = 1 };
+enum { LOSS_OK = 0, LOSS_NO_CLASSES = 1, LOSS_BAD_Y_A = 2, LOSS_BAD_Y_B = 3, LOSS_BAD_LAM = 4 };
 
 static inline int64_t elem_size(int dt) {
     return dt == MIXLAB_F64 ? 8 : dt == MIXLAB_F32 ? 4 : 2;
@@ -307,6 +307,21 @@ static void backward_row(const Problem *p, int64_t i, const void *g, int64_t g_s
 
 /* ---- entry points (called through ctypes) ---------------------------------------------- */
 
+/* The checks that keep a bad value from reading out of bounds or going silently wrong:
+ * labels in [0, C), lam in [0, 1] (NaN fails). O(B), before anything is written. */
+static int check_problem(const Problem *p) {
+    if (p->classes <= 0) return LOSS_NO_CLASSES;
+    if (p->t) return LOSS_OK;
+    for (int64_t i = 0; i < p->batch; i++) {
+        int64_t a = label(p->y_a, i, p->y_i32), b = label(p->y_b, i, p->y_i32);
+        double lam = get(p->lam, i * p->lam_stride, p->dt == MIXLAB_F64);
+        if (a < 0 || a >= p->classes) return LOSS_BAD_Y_A;
+        if (b < 0 || b >= p->classes) return LOSS_BAD_Y_B;
+        if (!(lam >= 0.0 && lam <= 1.0)) return LOSS_BAD_LAM;
+    }
+    return LOSS_OK;
+}
+
 /* logits z: (batch, classes) contiguous, dtype dt; sparse target: y_a, y_b (int64, or int32
  * when y_i32), lam (stride lam_stride), eps; dense target: t (same shape, dtype tdt), with
  * y_a == NULL. Writes loss, lse and (dense) tsum, each (batch,). */
@@ -314,8 +329,9 @@ int mixlab_ce_forward(const void *z, int dt, int64_t batch, int64_t classes, con
                       const void *y_b, int y_i32, const void *lam, int64_t lam_stride,
                       double eps, const void *t, int tdt, void *loss, void *lse, void *tsum,
                       int n_threads) {
-    if (classes <= 0) return LOSS_NO_CLASSES;
     Problem p = {z, dt, batch, classes, y_a, y_b, y_i32, lam, lam_stride, eps, t, tdt};
+    int status = check_problem(&p);
+    if (status != LOSS_OK) return status;
 #pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
     for (int64_t i = 0; i < batch; i++) forward_row(&p, i, loss, lse, tsum);
     return LOSS_OK;
@@ -327,8 +343,9 @@ int mixlab_ce_backward(const void *g, int64_t g_stride, const void *z, int dt, i
                        int64_t classes, const void *y_a, const void *y_b, int y_i32,
                        const void *lam, int64_t lam_stride, double eps, const void *t, int tdt,
                        const void *lse, const void *tsum, void *out, int n_threads) {
-    if (classes <= 0) return LOSS_NO_CLASSES;
     Problem p = {z, dt, batch, classes, y_a, y_b, y_i32, lam, lam_stride, eps, t, tdt};
+    int status = check_problem(&p);
+    if (status != LOSS_OK) return status;
 #pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
     for (int64_t i = 0; i < batch; i++) backward_row(&p, i, g, g_stride, lse, tsum, out);
     return LOSS_OK;

@@ -7,10 +7,11 @@ mixlab.losses dispatches to (the same as mixlab.kernels.cross_entropy's).
     soft_ce_backward(grad_rows, logits, target, lse, target_sum, out) -> out
 
 Per-row results are float32 (float64 for float64 logits). `out` may be the logits (the
-backward of inplace_backward=True). mixlab.losses checks the values (labels in [0, C), lam
-in [0, 1]) before calling in here; the O(1) checks below only keep what the C code would
-trust blindly (layout, dtype, shape) from reaching it. The library is mixlab.native's,
-built on first use; without a C compiler the first call raises a RuntimeError saying so.
+backward of inplace_backward=True). The O(1) checks below keep what the C code would
+trust blindly (layout, dtype, shape) from reaching it; loss.c checks the label and lam values
+(O(B), before writing anything, no host sync), and a failure of either raises
+mixlab.validation's error for that argument. The library is mixlab.native's, built on first
+use; without a C compiler the first call raises a RuntimeError saying so.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ import torch
 from torch import Tensor
 
 from mixlab import native
+from mixlab.validation import check_labels, check_lam
 
 # Below this many bytes of logits one thread finishes before a team of threads has
 # started (measured on a 2-core VM: a parallel region costs ~5-20 us).
 PARALLEL_MIN_BYTES = 1 << 18
 
 _DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2, torch.float64: 3}
-_NO_CLASSES = 1  # loss.c's status for C == 0
+_BAD_VALUES = (2, 3, 4)  # loss.c's status for a label of y_a, of y_b, a lam out of range
 _declared: ctypes.CDLL | None = None
 
 
@@ -63,8 +65,8 @@ def _check_logits(logits: Tensor, name: str = "logits") -> None:
             f"{name}: expected a contiguous (B, C) tensor, got shape {tuple(logits.shape)} "
             f"(contiguous={logits.is_contiguous()})"
         )
-    if logits.shape[1] == 0:
-        raise ValueError(f"{name}: no classes (shape {tuple(logits.shape)}); C must be >= 1")
+    if 0 in logits.shape:
+        raise ValueError(f"{name}: expected B >= 1 and C >= 1, got shape {tuple(logits.shape)}")
 
 
 def _rows(name: str, t: Tensor, batch: int, dtype: torch.dtype) -> tuple[Tensor, int]:
@@ -72,18 +74,38 @@ def _rows(name: str, t: Tensor, batch: int, dtype: torch.dtype) -> tuple[Tensor,
     lam, the gradient of a mean), without a copy."""
     if t.shape != (batch,):
         raise ValueError(f"{name}: expected shape ({batch},), got {tuple(t.shape)}")
-    t = t.to(dtype)
-    if t.stride(0) not in (0, 1):
-        t = t.contiguous()
-    return t, t.stride(0)
+    if t.dtype != dtype:
+        t = t.to(dtype)
+    stride = t.stride(0)
+    if stride not in (0, 1):
+        t, stride = t.contiguous(), 1
+    return t, stride
 
 
-def _labels(name: str, y: Tensor, batch: int) -> Tensor:
-    if y.dtype not in (torch.int64, torch.int32) or y.shape != (batch,):
-        raise ValueError(
-            f"{name}: expected a ({batch},) int64/int32 tensor, got {y.dtype} {tuple(y.shape)}"
-        )
+def _labels(name: str, y, logits: Tensor) -> Tensor:
+    """y as a contiguous CPU int64/int32 (B,) tensor; anything else gets
+    mixlab.validation's error (its value check runs in loss.c, O(B) and without a sync)."""
+    if not (
+        isinstance(y, Tensor)
+        and y.dtype in (torch.int64, torch.int32)
+        and y.shape == logits.shape[:1]
+        and y.device.type == "cpu"
+    ):
+        check_labels(name, y, *logits.shape, logits.device)
+        raise ValueError(f"{name}: expected a CPU int64/int32 tensor of shape ({len(logits)},)")
     return y.contiguous()
+
+
+def _lam(lam, logits: Tensor) -> tuple[Tensor, int]:
+    if not (
+        isinstance(lam, Tensor)
+        and lam.is_floating_point()
+        and lam.shape == logits.shape[:1]
+        and lam.device.type == "cpu"
+    ):
+        check_lam(lam, logits.shape[0], logits.device)
+        raise ValueError("lam: expected a CPU float tensor of shape (B,)")
+    return _rows("lam", lam, logits.shape[0], _compute_dtype(logits))
 
 
 def _target(target: Tensor, logits: Tensor) -> Tensor:
@@ -105,19 +127,25 @@ def _threads(logits: Tensor) -> int:
     return min(torch.get_num_threads(), logits.shape[0])
 
 
-def _check_status(status: int, logits: Tensor) -> None:
-    if status == _NO_CLASSES:
-        raise ValueError(f"logits: no classes (shape {tuple(logits.shape)}); C must be >= 1")
-    if status != 0:
-        raise RuntimeError(f"mixlab.native.loss: unexpected status {status}")
+def _check_status(status: int, logits: Tensor, args: list) -> None:
+    """Turn loss.c's status into mixlab.validation's error for the argument it names."""
+    if status == 0:
+        return
+    y_a, y_b, lam = args[-1] if status in _BAD_VALUES else (None, None, None)
+    if status == _BAD_VALUES[0]:
+        check_labels("y_a", y_a, *logits.shape, logits.device)
+    elif status == _BAD_VALUES[1]:
+        check_labels("y_b", y_b, *logits.shape, logits.device)
+    elif status == _BAD_VALUES[2]:
+        check_lam(lam, logits.shape[0], logits.device)
+    raise RuntimeError(f"mixlab.native.loss: status {status} from loss.c")
 
 
 def _sparse_args(logits, y_a, y_b, lam, eps) -> list:
-    batch = logits.shape[0]
-    y_a, y_b = _labels("y_a", y_a, batch), _labels("y_b", y_b, batch)
+    y_a, y_b = _labels("y_a", y_a, logits), _labels("y_b", y_b, logits)
     if y_a.dtype != y_b.dtype:
         y_b = y_b.to(y_a.dtype)
-    lam, lam_stride = _rows("lam", lam, batch, _compute_dtype(logits))
+    lam, lam_stride = _lam(lam, logits)
     y_i32 = int(y_a.dtype == torch.int32)
     # The tensors ride along at the end so that copies made here outlive the call.
     args = [y_a.data_ptr(), y_b.data_ptr(), y_i32, lam.data_ptr(), lam_stride, eps, None, 0]
@@ -127,12 +155,12 @@ def _sparse_args(logits, y_a, y_b, lam, eps) -> list:
 def _dense_args(logits, target) -> list:
     target = _target(target, logits)
     code = _DTYPE_CODES[target.dtype]
-    return [None, None, 0, None, 0, 0.0, target.data_ptr(), code, target]
+    return [None, None, 0, None, 0, 0.0, target.data_ptr(), code, (target,)]
 
 
 def _forward(logits: Tensor, args: list, n_out: int) -> tuple[Tensor, ...]:
     batch, classes = logits.shape
-    outs = [torch.empty(batch, dtype=_compute_dtype(logits)) for _ in range(3)]
+    outs = [torch.empty(batch, dtype=_compute_dtype(logits)) for _ in range(n_out)]
     status = _lib().mixlab_ce_forward(
         logits.data_ptr(),
         _DTYPE_CODES[logits.dtype],
@@ -140,10 +168,11 @@ def _forward(logits: Tensor, args: list, n_out: int) -> tuple[Tensor, ...]:
         classes,
         *args[:-1],
         *(o.data_ptr() for o in outs),
+        *([None] * (3 - n_out)),  # the sparse target has no target sums
         _threads(logits),
     )
-    _check_status(status, logits)
-    return tuple(outs[:n_out])
+    _check_status(status, logits, args)
+    return tuple(outs)
 
 
 def _backward(grad_rows, logits, args, lse, target_sum, out) -> Tensor:
@@ -169,7 +198,7 @@ def _backward(grad_rows, logits, args, lse, target_sum, out) -> Tensor:
         out.data_ptr(),
         _threads(logits),
     )
-    _check_status(status, logits)
+    _check_status(status, logits, args)
     return out
 
 
@@ -199,3 +228,47 @@ def vexp(x: Tensor) -> Tensor:
     y = torch.empty_like(x)
     _lib().mixlab_vexp(x.data_ptr(), y.data_ptr(), x.numel())
     return y
+
+
+# ---- eager autograd: the same kernels without torch.library's dispatch --------------------
+# mixlab.losses calls these outside torch.compile: a custom op's Python dispatch and
+# autograd registration cost more per call than the whole (64, 10) loss (see the README).
+
+
+class _MixupRows(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits, y_a, y_b, lam, eps):
+        loss, lse = mixup_ce_forward(logits, y_a, y_b, lam, eps)
+        ctx.save_for_backward(logits, y_a, y_b, lam, lse)
+        ctx.eps = eps
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_rows):
+        logits, y_a, y_b, lam, lse = ctx.saved_tensors
+        out = torch.empty_like(logits)
+        grad = mixup_ce_backward(grad_rows, logits, y_a, y_b, lam, ctx.eps, lse, out)
+        return grad, None, None, None, None
+
+
+class _SoftRows(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits, target):
+        loss, lse, target_sum = soft_ce_forward(logits, target)
+        ctx.save_for_backward(logits, target, lse, target_sum)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_rows):
+        logits, target, lse, target_sum = ctx.saved_tensors
+        out = torch.empty_like(logits)
+        return soft_ce_backward(grad_rows, logits, target, lse, target_sum, out), None
+
+
+def mixup_ce_rows(logits: Tensor, y_a: Tensor, y_b: Tensor, lam: Tensor, eps: float) -> Tensor:
+    """Per-row losses (compute dtype), differentiable w.r.t. the logits."""
+    return _MixupRows.apply(logits, y_a, y_b, lam, eps)
+
+
+def soft_ce_rows(logits: Tensor, target: Tensor) -> Tensor:
+    return _SoftRows.apply(logits, target)
