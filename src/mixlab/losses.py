@@ -5,9 +5,9 @@
     soft_cross_entropy(logits, target)
         dense probability targets (B, C)
 
-Backends: "triton" (mixlab.kernels.cross_entropy), "torch" (`_TorchPath` below: the same two
-sweeps with PyTorch ops, row chunk by row chunk), "reference" (mixlab.reference, which builds
-the dense target on purpose). Both fast paths keep only lse_i (O(B)) from the forward and
+Backends: "triton" (mixlab.kernels.cross_entropy), "torch" (mixlab.native.loss: the same two
+sweeps fused in C, compiled on first use), "reference" (mixlab.reference, which builds the
+dense target on purpose). Both fast paths keep only lse_i (O(B)) from the forward and
 write the gradient (softmax - t) * g once, in the backward, where g is known.
 
 Autograd: the fast paths are torch.library custom ops (mixlab::mixup_ce, mixlab::soft_ce and
@@ -31,6 +31,7 @@ from torch import Tensor
 
 from mixlab import reference
 from mixlab.backends import resolve
+from mixlab.native import loss as native_loss
 from mixlab.validation import (
     FLOAT_DTYPES,
     check_batch,
@@ -39,12 +40,6 @@ from mixlab.validation import (
     check_reduction,
     check_smoothing,
 )
-
-CHUNK_ELEMS = 1 << 20  # the torch path works in row chunks of 4 MiB of float32: few ops, cached
-# Half-precision logits: chunks of at most 1/64 of the rows, so that the float32 chunk buffer and
-# the temporaries of mixed-dtype ops (CPU ops cast their inputs by copying) stay under 7% of the
-# logits' size beside the gradient.
-HALF_CHUNK_FRACTION = 64
 
 
 def mixup_cross_entropy(
@@ -76,6 +71,9 @@ def mixup_cross_entropy(
         forward = functools.partial(_mixup_forward, impl=impl)
         backward = _kernels(impl).mixup_ce_backward
         out = _InplaceBackward.apply(logits, forward, backward, y_a, y_b, lam, eps)
+    elif impl == "torch" and not torch.compiler.is_compiling():
+        # eager: no custom-op dispatch; loss.c checks the label and lam values itself
+        out = (native_loss.mixup_ce_rows(logits, y_a, y_b, lam, eps),)
     else:
         out = _mixup_ce_op(logits, y_a, y_b, lam, eps, impl)
     return _reduce(out[0], reduction).to(logits.dtype)  # out[0]: the per-row losses
@@ -107,6 +105,8 @@ def soft_cross_entropy(
     if _inplace_wanted(logits, inplace_backward):
         forward = _kernels(impl).soft_ce_forward
         out = _InplaceBackward.apply(logits, forward, _kernels(impl).soft_ce_backward, target)
+    elif impl == "torch" and not torch.compiler.is_compiling():  # eager: no custom-op dispatch
+        out = (native_loss.soft_ce_rows(logits, target),)
     else:
         out = _soft_ce_op(logits, target, impl)
     return _reduce(out[0], reduction).to(logits.dtype)
@@ -173,7 +173,7 @@ def _kernels(impl: str):
         from mixlab.kernels import cross_entropy  # imports triton: only when asked for
 
         return cross_entropy
-    return _TorchPath
+    return native_loss  # the C loss; without a C compiler its first call raises, saying so
 
 
 def _mixup_forward(logits, y_a, y_b, lam, eps, impl):
@@ -303,117 +303,3 @@ class _InplaceBackward(torch.autograd.Function):
         if grad_logits_out is not None:  # the logits were used again after the loss
             grad.add_(grad_logits_out)
         return (grad, None, None) + (None,) * len(ctx.is_tensor)
-
-
-# ---- the "torch" backend --------------------------------------------------------------------
-
-
-def _row_chunks(n_rows: int, n_cols: int, half: bool):
-    step = CHUNK_ELEMS // n_cols
-    if half:
-        step = min(step, n_rows // HALF_CHUNK_FRACTION)
-    step = max(1, step)
-    return step, [slice(s, s + step) for s in range(0, n_rows, step)]
-
-
-class _TorchPath:
-    """The kernels' math with PyTorch ops, for CPU tensors.
-
-    Besides the gradient, the only large allocation is one chunk buffer of at most
-    CHUNK_ELEMS elements, freed before the backward allocates the gradient, so the peak stays
-    at the gradient's size. Row chunks keep the op count low (each op costs a thread-pool
-    round trip) and the temporaries cache-sized. The forward
-    reads each chunk from memory once (its max); the sub/exp/sum that follow hit the cache.
-    The backward computes exp(z - lse) straight into the gradient buffer with in-place ops,
-    then overwrites the (at most two) target-class entries per row with values computed
-    in float32 from the gathered logits.
-    """
-
-    @staticmethod
-    def _sweep(logits: Tensor, target: Tensor | None = None, z_sum: bool = False):
-        """lse per row, and sum_c target_c z_c (dense target) or sum_c z_c (z_sum), chunked."""
-        n_rows, n_cols = logits.shape
-        cdt = _compute_dtype(logits.dtype)
-        row_max = logits.new_empty(n_rows)
-        sum_exp = torch.empty(n_rows, dtype=cdt)
-        dot = torch.empty(n_rows, dtype=cdt) if target is not None or z_sum else None
-        step, chunks = _row_chunks(n_rows, n_cols, half=logits.dtype != cdt)
-        buf = torch.empty(min(step, n_rows), n_cols, dtype=cdt)
-        for rows in chunks:
-            z = logits[rows]
-            work = buf[: z.shape[0]]
-            m = torch.amax(z, 1, out=row_max[rows]).to(cdt)[:, None]
-            torch.sub(z, m, out=work).exp_()
-            torch.sum(work, 1, out=sum_exp[rows])
-            if target is not None:
-                torch.mul(target[rows], z, out=work)
-                torch.sum(work, 1, out=dot[rows])
-            elif z_sum:
-                torch.sum(z, 1, dtype=cdt, out=dot[rows])
-        return sum_exp.log_().add_(row_max), dot
-
-    @staticmethod
-    def _scaled_softmax(out: Tensor, logits: Tensor, lse: Tensor, scale: Tensor, minus=None):
-        """out <- exp(logits - lse) * scale[:, None], then minus(rows, chunk) in place; out may
-        be the logits. Half-precision chunks are computed in a float32 buffer."""
-        n_rows, n_cols = logits.shape
-        cdt = lse.dtype
-        half = out.dtype != cdt
-        step, chunks = _row_chunks(n_rows, n_cols, half)
-        buf = torch.empty(min(step, n_rows), n_cols, dtype=cdt) if half else None
-        for rows in chunks:
-            z = logits[rows]
-            work = buf[: z.shape[0]] if half else out[rows]
-            torch.sub(z, lse[rows, None], out=work).exp_().mul_(scale[rows, None])
-            if minus is not None:
-                minus(rows, work)
-            if half:
-                out[rows].copy_(work)
-        return out
-
-    @staticmethod
-    def mixup_ce_forward(logits, y_a, y_b, lam, eps):
-        n_cols = logits.shape[1]
-        lse, z_sum = _TorchPath._sweep(logits, z_sum=eps > 0)
-        z_a = logits.gather(1, y_a.long()[:, None]).squeeze(1).to(lse.dtype)
-        z_b = logits.gather(1, y_b.long()[:, None]).squeeze(1).to(lse.dtype)
-        loss = lse - (1 - eps) * (lam * z_a + (1 - lam) * z_b)
-        if eps > 0:
-            loss -= eps / n_cols * z_sum
-        return loss, lse
-
-    @staticmethod
-    def mixup_ce_backward(grad_rows, logits, y_a, y_b, lam, eps, lse, out):
-        n_cols = logits.shape[1]
-        g = grad_rows.to(lse.dtype)
-        idx_a, idx_b = y_a.long()[:, None], y_b.long()[:, None]
-        # Target-class entries first (out may be the logits): (p - t) * g in float32, with the
-        # whole (1 - eps) mass on one class when y_a == y_b.
-        same = y_a == y_b
-        t_a = (1 - eps) * torch.where(same, 1.0, lam) + eps / n_cols
-        t_b = (1 - eps) * torch.where(same, 1.0, 1 - lam) + eps / n_cols
-        p_a = (logits.gather(1, idx_a).squeeze(1).to(lse.dtype) - lse).exp_()
-        p_b = (logits.gather(1, idx_b).squeeze(1).to(lse.dtype) - lse).exp_()
-        grad_a, grad_b = (p_a - t_a) * g, (p_b - t_b) * g
-        minus = None
-        if eps > 0:
-            smooth = g * (eps / n_cols)
-            minus = lambda rows, work: work.sub_(smooth[rows, None])
-        _TorchPath._scaled_softmax(out, logits, lse, g, minus)
-        # index_put_, not scatter_: CPU scatter_ copies half-precision tensors to float32 whole.
-        rows = torch.arange(out.shape[0], device=out.device)
-        out.index_put_((rows, idx_a.squeeze(1)), grad_a.to(out.dtype))
-        out.index_put_((rows, idx_b.squeeze(1)), grad_b.to(out.dtype))
-        return out
-
-    @staticmethod
-    def soft_ce_forward(logits, target):
-        lse, t_dot_z = _TorchPath._sweep(logits, target=target)
-        t_sum = target.sum(1, dtype=lse.dtype)
-        return lse * t_sum - t_dot_z, lse, t_sum
-
-    @staticmethod
-    def soft_ce_backward(grad_rows, logits, target, lse, target_sum, out):
-        g = grad_rows.to(lse.dtype)
-        minus = lambda rows, work: work.addcmul_(target[rows], g[rows, None], value=-1)
-        return _TorchPath._scaled_softmax(out, logits, lse, target_sum * g, minus)

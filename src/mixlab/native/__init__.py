@@ -25,8 +25,10 @@ import torch
 
 from mixlab.native import build
 
-# Compiled together into one library; a new C source is one more entry.
-SOURCES = (Path(__file__).with_name("mix.c"),)
+# One library: the mixing walk (mix.c) and the fused loss (loss.c); simd.h, which both
+# include, is not compiled on its own but is part of the cache key.
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("mix.c", "loss.c"))
+HEADERS = (Path(__file__).with_name("simd.h"),)
 # No FMA contraction: float32 results are then bit-identical to the reference's
 # separate multiply and add. -march=native is safe because the cache key names it.
 CFLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fPIC", "-shared", "-fopenmp")
@@ -48,7 +50,7 @@ _library: ctypes.CDLL | None = None
 def library_path(directory: Path | None = None) -> Path:
     """The cached, verified shared library of SOURCES for this compiler and CPU; built if
     missing (mixlab.native.build)."""
-    return build.library_path(SOURCES, CFLAGS, directory)
+    return build.library_path(SOURCES, CFLAGS, directory, headers=HEADERS)
 
 
 def bind(path: Path) -> ctypes.CDLL:

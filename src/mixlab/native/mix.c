@@ -24,81 +24,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#endif
+#include "simd.h"
 
-enum { MIXLAB_F32 = 0, MIXLAB_F16 = 1, MIXLAB_BF16 = 2 };
 enum { MAX_THREADS = 256 };
 /* status codes of the entry points; on an error no byte of x has been written */
 enum { MIXLAB_OK = 0, MIXLAB_NO_MEMORY = 1, MIXLAB_BAD_PERM = 2 };
-
-/* ---- element conversions ------------------------------------------------------------
- * Rows are processed LANES elements at a time in gcc vector types: one AVX-512 register,
- * two AVX2 ones, or whatever the target has (the compiler splits them). */
-
-#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "mix_bf16 assumes little-endian words (the even bfloat16 in the low half)"
-#endif
-
-enum { LANES = 16 };
-typedef float vf32 __attribute__((vector_size(4 * LANES)));
-typedef uint32_t vu32 __attribute__((vector_size(4 * LANES)));
-typedef uint16_t vu16 __attribute__((vector_size(2 * LANES)));
-
-static inline vf32 load_f32(const void *p) {
-    vf32 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline void store_f32(void *p, vf32 v) { memcpy(p, &v, sizeof v); }
-
-static inline float bf16_to_f32(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-/* c10::BFloat16's round_to_nearest_even: NaN becomes the canonical quiet NaN 0x7fc0. */
-static inline uint16_t f32_to_bf16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-    return f != f ? (uint16_t)0x7fc0u : (uint16_t)rounded;
-}
-
-/* gcc 12 does not vectorize _Float16 <-> float; F16C (AVX-512F: 16 at a time) does,
- * rounding to nearest-even like the scalar conversion. */
-static inline vf32 load_f16(const void *p) {
-#if defined(__AVX512F__)
-    return (vf32)_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
-#elif defined(__F16C__) && defined(__AVX__)
-    __m256 half[2] = {_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)),
-                      _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p + 1))};
-    vf32 v;
-    memcpy(&v, half, sizeof v);
-    return v;
-#else
-    vf32 v;
-    for (int i = 0; i < LANES; i++) v[i] = (float)((const _Float16 *)p)[i];
-    return v;
-#endif
-}
-
-static inline void store_f16(void *p, vf32 v) {
-#if defined(__AVX512F__)
-    _mm256_storeu_si256((__m256i *)p, _mm512_cvtps_ph((__m512)v, _MM_FROUND_TO_NEAREST_INT));
-#elif defined(__F16C__) && defined(__AVX__)
-    __m256 half[2];
-    memcpy(half, &v, sizeof v);
-    _mm_storeu_si128((__m128i *)p, _mm256_cvtps_ph(half[0], _MM_FROUND_TO_NEAREST_INT));
-    _mm_storeu_si128((__m128i *)p + 1, _mm256_cvtps_ph(half[1], _MM_FROUND_TO_NEAREST_INT));
-#else
-    for (int i = 0; i < LANES; i++) ((_Float16 *)p)[i] = (_Float16)v[i];
-#endif
-}
 
 /* ---- row operations: dst[j] <- a*dst[j] + b*src[j] for n elements ----------------------
  * `ahead` is the same run of the row after next, prefetched meanwhile. src may equal dst (a fixed point, perm[i] == i): it still computes lam*x + (1-lam)*x, as
@@ -126,13 +56,6 @@ DEFINE_MIX(mix_f16, _Float16, load_f16, store_f16, HALF_TO_F32, F32_TO_HALF)
 /* bfloat16 is the top half of a float32, so a 32-bit word holding two of them widens
  * without shuffles: the even element is word << 16, the odd one word & 0xffff0000. Both
  * halves are mixed as float32 and rounded back in place; 2 * LANES elements a step. */
-static inline vu32 round_to_bf16_high(vf32 f) {
-    vu32 u = (vu32)f;
-    vu32 rounded = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-    vu32 nan = (vu32)(f != f);
-    return (rounded & ~nan) | (0x7fc00000u & nan);
-}
-
 static void mix_bf16(void *dst, const void *src, const void *ahead, int64_t n, float a,
                      float b) {
     uint16_t *d = dst;
