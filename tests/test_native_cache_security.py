@@ -63,7 +63,7 @@ def test_planted_library_of_another_user_is_refused(tmp_path, monkeypatch):
     cache, path, mark = _planted(tmp_path, monkeypatch)
     os.chown(path, OTHER_UID, OTHER_UID)
     with pytest.raises(build.UnsafeCacheError, match="cached library .* owned by uid 65534"):
-        build.library_path(native.SOURCES, native.CFLAGS, cache)
+        native.library_path(cache)
     assert not mark.exists()
 
 
@@ -71,7 +71,7 @@ def test_planted_world_writable_library_is_refused(tmp_path, monkeypatch):
     cache, path, mark = _planted(tmp_path, monkeypatch)
     path.chmod(0o757)
     with pytest.raises(build.UnsafeCacheError, match="writable by others"):
-        build.library_path(native.SOURCES, native.CFLAGS, cache)
+        native.library_path(cache)
     with pytest.raises(build.UnsafeCacheError):
         native.bind(native.library_path(cache))
     assert not mark.exists()
@@ -79,7 +79,7 @@ def test_planted_world_writable_library_is_refused(tmp_path, monkeypatch):
 
 def test_library_not_matching_its_hash_is_rebuilt_not_loaded(tmp_path, monkeypatch):
     cache, path, mark = _planted(tmp_path, monkeypatch)  # owned by us, mode fine, other bytes
-    rebuilt = build.library_path(native.SOURCES, native.CFLAGS, cache)
+    rebuilt = native.library_path(cache)
     assert rebuilt == path
     lib = native.bind(rebuilt)  # the real library again: it has mixlab's entry points
     assert lib.mixlab_mix is not None
