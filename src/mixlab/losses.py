@@ -34,10 +34,13 @@ from mixlab.backends import resolve
 from mixlab.validation import (
     FLOAT_DTYPES,
     check_batch,
+    check_label_layout,
     check_labels,
     check_lam,
+    check_not_meta,
     check_reduction,
     check_smoothing,
+    shares_memory,
 )
 
 CHUNK_ELEMS = 1 << 20  # the torch path works in row chunks of 4 MiB of float32: few ops, cached
@@ -69,6 +72,8 @@ def mixup_cross_entropy(
     eps = check_smoothing(label_smoothing)
     check_reduction(reduction)
     lam = _lam_rows(lam, logits)
+    for name, y in (("y_a", y_a), ("y_b", y_b)):  # before the op: a meta label would
+        check_label_layout(name, y, logits.shape[0], logits.device)  # reach the fake kernel
     if impl == "reference":
         _check_mixup_values(logits, y_a, y_b, lam)
         return reference.mixup_cross_entropy(logits, y_a, y_b, lam, eps, reduction)
@@ -120,6 +125,10 @@ def _check_logits(logits, backend: str) -> str:
     check_batch("logits", logits, dtypes=FLOAT_DTYPES + (torch.float64,), min_ndim=2)
     if logits.ndim != 2:
         raise ValueError(f"logits: expected shape (B, C), got {tuple(logits.shape)}")
+    if logits.shape[1] == 0:
+        raise ValueError(
+            f"logits: need at least one class (C >= 1), got shape {tuple(logits.shape)}"
+        )
     impl = resolve(backend, logits.device)
     if impl == "triton" and logits.dtype == torch.float64:
         raise TypeError("logits: float64 runs on backend 'torch' or 'reference', not 'triton'")
@@ -135,13 +144,25 @@ def _lam_rows(lam, logits: Tensor) -> Tensor:
     inside the op (`_check_mixup_values`)."""
     batch, dtype = logits.shape[0], _compute_dtype(logits.dtype)
     if not isinstance(lam, Tensor):
-        lam = check_lam(lam, batch, logits.device)
-        return torch.full((batch,), lam, dtype=dtype, device=logits.device)
+        if isinstance(lam, bool) or not isinstance(lam, (int, float)):
+            check_lam(lam, batch, logits.device)  # names the type
+        if not torch.compiler.is_compiling():
+            # Eager: name the value early. Compiled: no Python comparison of lam, which
+            # would guard on its value and recompile for every new lam; the op checks it.
+            check_lam(lam, batch, logits.device)
+        # ones * lam, not torch.full((B,), lam): AOTAutograd turns a float graph input into a
+        # tensor input only where every use is a tensor op; torch.full would specialise it.
+        return logits.new_ones(batch, dtype=dtype) * lam
+    if not lam.is_floating_point():
+        raise TypeError(f"lam: dtype must be floating point, got {lam.dtype}")
+    check_not_meta("lam", lam)
+    if lam.device != logits.device:
+        raise ValueError(f"lam: on {lam.device}, but logits are on {logits.device}")
     if lam.requires_grad:
         raise ValueError("lam: gradients w.r.t. lam are not supported; pass lam.detach()")
     if lam.ndim == 0:
         lam = lam.expand(batch)  # stride 0: one value for every row, no copy
-    return lam.to(dtype) if lam.is_floating_point() else lam  # check_lam names a bad dtype
+    return lam.to(dtype)
 
 
 def _check_mixup_values(logits: Tensor, y_a: Tensor, y_b: Tensor, lam: Tensor) -> None:
@@ -156,7 +177,14 @@ def _inplace_wanted(logits: Tensor, inplace_backward: bool) -> bool:
         return False
     if torch.compiler.is_compiling():
         raise ValueError("inplace_backward: not supported under torch.compile (mutates an input)")
-    return torch.is_grad_enabled() and logits.requires_grad
+    if not (torch.is_grad_enabled() and logits.requires_grad):
+        return False
+    if logits.is_leaf:
+        raise ValueError(
+            "inplace_backward: the logits are a leaf that requires grad, whose buffer cannot "
+            "hold its own gradient (autograd's in-place rule); pass inplace_backward=False"
+        )
+    return True
 
 
 def _reduce(rows: Tensor, reduction: str) -> Tensor:
@@ -271,6 +299,28 @@ def _soft_backward(ctx, grad_rows, _grad_lse, _grad_target_sum):
 _mixup_ce_op.register_autograd(_mixup_backward, setup_context=_mixup_setup_context)
 _soft_ce_op.register_autograd(_soft_backward, setup_context=_soft_setup_context)
 
+_DOUBLE_BACKWARD = (
+    "{name}: double backward (a gradient of the gradient) is not supported by mixlab's fast "
+    "losses; use backend='reference' for it"
+)
+
+
+def _no_double_backward(name: str):
+    def backward(ctx, *grads):
+        raise RuntimeError(_DOUBLE_BACKWARD.format(name=name))
+
+    return backward
+
+
+# The backward ops are differentiable in name only: differentiating them raises this error
+# (a first backward with create_graph=True still works), not autograd's "no formula".
+_mixup_ce_backward_op.register_autograd(
+    _no_double_backward("mixup_cross_entropy"), setup_context=lambda ctx, inputs, output: None
+)
+_soft_ce_backward_op.register_autograd(
+    _no_double_backward("soft_cross_entropy"), setup_context=lambda ctx, inputs, output: None
+)
+
 
 class _InplaceBackward(torch.autograd.Function):
     """A loss whose backward writes the gradient into the logits' buffer (inplace_backward=True).
@@ -283,6 +333,11 @@ class _InplaceBackward(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, forward_fn, backward_fn, *args):
+        # The backward overwrites the logits while it reads labels, lam or targets: an
+        # argument that shares their memory is copied first.
+        args = [
+            a.clone() if isinstance(a, Tensor) and shares_memory(a, logits) else a for a in args
+        ]
         rows, *stats = forward_fn(logits, *args)
         ctx.mark_dirty(logits)
         torch.autograd.graph.increment_version(logits)
@@ -295,6 +350,8 @@ class _InplaceBackward(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_rows, grad_logits_out):
+        if torch.is_grad_enabled():
+            raise RuntimeError(_DOUBLE_BACKWARD.format(name="inplace_backward=True"))
         logits, *saved = ctx.saved_tensors
         stats, tensors = saved[: ctx.n_stats], iter(saved[ctx.n_stats :])
         consts = iter(ctx.consts)
@@ -331,7 +388,12 @@ class _TorchPath:
 
     @staticmethod
     def _sweep(logits: Tensor, target: Tensor | None = None, z_sum: bool = False):
-        """lse per row, and sum_c target_c z_c (dense target) or sum_c z_c (z_sum), chunked."""
+        """Per row, chunked, in the compute dtype: the max m, log sum_c exp(z_c - m), and
+        sum_c t_c (z_c - m) (dense target) or sum_c (z_c - m) (z_sum).
+
+        Relative to m, the loss of logits with a large common offset (1e4 + randn) is not
+        the difference of two large numbers; the products t * (z - m) are float32 even for
+        half-precision inputs, and a class without target mass adds 0 even at z = -inf."""
         n_rows, n_cols = logits.shape
         cdt = _compute_dtype(logits.dtype)
         row_max = logits.new_empty(n_rows)
@@ -343,14 +405,14 @@ class _TorchPath:
             z = logits[rows]
             work = buf[: z.shape[0]]
             m = torch.amax(z, 1, out=row_max[rows]).to(cdt)[:, None]
-            torch.sub(z, m, out=work).exp_()
-            torch.sum(work, 1, out=sum_exp[rows])
+            torch.sub(z, m, out=work)
             if target is not None:
-                torch.mul(target[rows], z, out=work)
-                torch.sum(work, 1, out=dot[rows])
+                t = target[rows]
+                torch.sum(work.masked_fill(t == 0, 0.0).mul_(t), 1, out=dot[rows])
             elif z_sum:
-                torch.sum(z, 1, dtype=cdt, out=dot[rows])
-        return sum_exp.log_().add_(row_max), dot
+                torch.sum(work, 1, out=dot[rows])
+            torch.sum(work.exp_(), 1, out=sum_exp[rows])
+        return row_max.to(cdt), sum_exp.log_(), dot
 
     @staticmethod
     def _scaled_softmax(out: Tensor, logits: Tensor, lse: Tensor, scale: Tensor, minus=None):
@@ -374,13 +436,14 @@ class _TorchPath:
     @staticmethod
     def mixup_ce_forward(logits, y_a, y_b, lam, eps):
         n_cols = logits.shape[1]
-        lse, z_sum = _TorchPath._sweep(logits, z_sum=eps > 0)
-        z_a = logits.gather(1, y_a.long()[:, None]).squeeze(1).to(lse.dtype)
-        z_b = logits.gather(1, y_b.long()[:, None]).squeeze(1).to(lse.dtype)
-        loss = lse - (1 - eps) * (lam * z_a + (1 - lam) * z_b)
+        m, log_s, z_sum = _TorchPath._sweep(logits, z_sum=eps > 0)
+        loss = log_s.clone()
+        for y, w in ((y_a, (1 - eps) * lam), (y_b, (1 - eps) * (1 - lam))):
+            z = logits.gather(1, y.long()[:, None]).squeeze(1).to(m.dtype) - m
+            loss -= torch.where(w == 0, 0.0, w * z)  # no mass: 0 even at z = -inf
         if eps > 0:
             loss -= eps / n_cols * z_sum
-        return loss, lse
+        return loss, m + log_s
 
     @staticmethod
     def mixup_ce_backward(grad_rows, logits, y_a, y_b, lam, eps, lse, out):
@@ -408,9 +471,9 @@ class _TorchPath:
 
     @staticmethod
     def soft_ce_forward(logits, target):
-        lse, t_dot_z = _TorchPath._sweep(logits, target=target)
-        t_sum = target.sum(1, dtype=lse.dtype)
-        return lse * t_sum - t_dot_z, lse, t_sum
+        m, log_s, t_dot_z = _TorchPath._sweep(logits, target=target)
+        t_sum = target.sum(1, dtype=m.dtype)
+        return log_s * t_sum - t_dot_z, m + log_s, t_sum
 
     @staticmethod
     def soft_ce_backward(grad_rows, logits, target, lse, target_sum, out):
