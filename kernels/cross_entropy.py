@@ -35,6 +35,13 @@ MIN_BLOCK = 16  # tiny C (1, 3, 10) runs masked in one comfortably sized block
 
 
 @triton.jit
+def _weighted(w, z_rel):
+    """w * z_rel, with 0 where the weight is 0: a class without target mass adds nothing even
+    where its logit is -inf (0 * -inf is NaN), as in the reference."""
+    return w * tl.where(w == 0.0, 0.0, z_rel)
+
+
+@triton.jit
 def _ce_fwd_kernel(
     loss_ptr,
     lse_ptr,
@@ -43,6 +50,8 @@ def _ce_fwd_kernel(
     target_ptr,  # dense targets only
     y_a_ptr,
     y_b_ptr,
+    y_a_stride,  # labels may be strided views, e.g. a column of a (B, 2) tensor
+    y_b_stride,
     lam_ptr,
     lam_stride,  # 0 when one lam is broadcast over the batch
     smoothing,
@@ -58,9 +67,13 @@ def _ce_fwd_kernel(
     target_ptr += row * target_row_stride
     m = -float("inf")  # running max
     s = 0.0  # running sum of exp(z - m)
-    t_dot_z = 0.0
+    # Target terms are summed relative to r, the first block's max: with a large common
+    # offset in the logits (1e4 + randn) the loss is then not the difference of two large
+    # numbers (lse - sum t z), which in float32 would lose ~1e-3 of an O(1) loss.
+    r = 0.0
+    t_dot_z = 0.0  # sum_c t_c (z_c - r)
     t_sum = 0.0
-    z_sum = 0.0
+    z_sum = 0.0  # sum_c (z_c - r)
     for start in range(0, n_cols, BLOCK_C):
         cols = start + tl.arange(0, BLOCK_C)
         mask = cols < n_cols
@@ -71,25 +84,27 @@ def _ce_fwd_kernel(
         m_shift = tl.where(m_new == -float("inf"), 0.0, m_new)
         s = s * tl.exp(m - m_shift) + tl.sum(tl.exp(z - m_shift), 0)
         m = m_new
+        r = tl.where(start == 0, m_shift, r)
         if DENSE_TARGET:
             t = tl.load(target_ptr + cols, mask=mask, other=0.0).to(tl.float32)
-            t_dot_z += tl.sum(t * tl.where(mask, z, 0.0), 0)
+            t_dot_z += tl.sum(_weighted(t, z - r), 0)
             t_sum += tl.sum(t, 0)
         elif HAS_SMOOTHING:
-            z_sum += tl.sum(tl.where(mask, z, 0.0), 0)
-    lse = m + tl.log(s)
+            z_sum += tl.sum(tl.where(mask, z - r, 0.0), 0)
+    lse_rel = (m - r) + tl.log(s)  # lse - r
     if DENSE_TARGET:
-        loss = lse * t_sum - t_dot_z
+        loss = lse_rel * t_sum - t_dot_z
         tl.store(target_sum_ptr + row, t_sum)
     else:
         lam = tl.load(lam_ptr + row * lam_stride)
-        z_a = tl.load(logits_ptr + tl.load(y_a_ptr + row)).to(tl.float32)
-        z_b = tl.load(logits_ptr + tl.load(y_b_ptr + row)).to(tl.float32)
-        loss = lse - (1.0 - smoothing) * (lam * z_a + (1.0 - lam) * z_b)
+        z_a = tl.load(logits_ptr + tl.load(y_a_ptr + row * y_a_stride)).to(tl.float32) - r
+        z_b = tl.load(logits_ptr + tl.load(y_b_ptr + row * y_b_stride)).to(tl.float32) - r
+        mass = 1.0 - smoothing
+        loss = lse_rel - _weighted(mass * lam, z_a) - _weighted(mass * (1.0 - lam), z_b)
         if HAS_SMOOTHING:
             loss -= smoothing / n_cols * z_sum
     tl.store(loss_ptr + row, loss)
-    tl.store(lse_ptr + row, lse)
+    tl.store(lse_ptr + row, r + lse_rel)
 
 
 @triton.jit
@@ -103,6 +118,8 @@ def _ce_bwd_kernel(
     target_ptr,
     y_a_ptr,
     y_b_ptr,
+    y_a_stride,
+    y_b_stride,
     lam_ptr,
     lam_stride,
     smoothing,
@@ -126,8 +143,8 @@ def _ce_bwd_kernel(
         # Both target-class terms in float32 before the one rounding of the store, so that
         # p - t does not cancel in bf16; the two where()s add up when y_a == y_b.
         lam = tl.load(lam_ptr + row * lam_stride)
-        y_a = tl.load(y_a_ptr + row)
-        y_b = tl.load(y_b_ptr + row)
+        y_a = tl.load(y_a_ptr + row * y_a_stride)
+        y_b = tl.load(y_b_ptr + row * y_b_stride)
         t = tl.where(cols == y_a, lam, 0.0) + tl.where(cols == y_b, 1.0 - lam, 0.0)
         t = (1.0 - smoothing) * t + smoothing / n_cols
     grad = (p - t) * g
@@ -154,6 +171,8 @@ def _target_args(logits, dummy, target, y_a, y_b, lam, smoothing):
         target if dense else logits,
         y_a if not dense else dummy,
         y_b if not dense else dummy,
+        y_a.stride(0) if not dense else 0,
+        y_b.stride(0) if not dense else 0,
         lam if not dense else dummy,
         lam.stride(0) if not dense else 0,
         smoothing,
@@ -220,8 +239,8 @@ def _backward(
 def mixup_ce_forward(logits, y_a, y_b, lam, smoothing):
     """Per-row mixup cross-entropy and log-sum-exp, both float32 of shape (B,).
 
-    logits: (B, C) contiguous; y_a, y_b: (B,) int labels in [0, C); lam: (B,) float32
-    (any stride, 0 to broadcast one value); smoothing: eps in [0, 1]."""
+    logits: (B, C) contiguous; y_a, y_b: (B,) int labels in [0, C) (any stride); lam: (B,)
+    float32 (any stride, 0 to broadcast one value); smoothing: eps in [0, 1]."""
     loss, lse, _ = _forward(logits, y_a=y_a, y_b=y_b, lam=lam, smoothing=smoothing)
     return loss, lse
 

@@ -35,10 +35,13 @@ from mixlab.native import loss as native_loss
 from mixlab.validation import (
     FLOAT_DTYPES,
     check_batch,
+    check_label_layout,
     check_labels,
     check_lam,
+    check_not_meta,
     check_reduction,
     check_smoothing,
+    shares_memory,
 )
 
 
@@ -64,6 +67,8 @@ def mixup_cross_entropy(
     eps = check_smoothing(label_smoothing)
     check_reduction(reduction)
     lam = _lam_rows(lam, logits)
+    for name, y in (("y_a", y_a), ("y_b", y_b)):  # before the op: a meta label would
+        check_label_layout(name, y, logits.shape[0], logits.device)  # reach the fake kernel
     if impl == "reference":
         _check_mixup_values(logits, y_a, y_b, lam)
         return reference.mixup_cross_entropy(logits, y_a, y_b, lam, eps, reduction)
@@ -120,6 +125,10 @@ def _check_logits(logits, backend: str) -> str:
     check_batch("logits", logits, dtypes=FLOAT_DTYPES + (torch.float64,), min_ndim=2)
     if logits.ndim != 2:
         raise ValueError(f"logits: expected shape (B, C), got {tuple(logits.shape)}")
+    if logits.shape[1] == 0:
+        raise ValueError(
+            f"logits: need at least one class (C >= 1), got shape {tuple(logits.shape)}"
+        )
     impl = resolve(backend, logits.device)
     if impl == "triton" and logits.dtype == torch.float64:
         raise TypeError("logits: float64 runs on backend 'torch' or 'reference', not 'triton'")
@@ -135,13 +144,25 @@ def _lam_rows(lam, logits: Tensor) -> Tensor:
     inside the op (`_check_mixup_values`)."""
     batch, dtype = logits.shape[0], _compute_dtype(logits.dtype)
     if not isinstance(lam, Tensor):
-        lam = check_lam(lam, batch, logits.device)
-        return torch.full((batch,), lam, dtype=dtype, device=logits.device)
+        if isinstance(lam, bool) or not isinstance(lam, (int, float)):
+            check_lam(lam, batch, logits.device)  # names the type
+        if not torch.compiler.is_compiling():
+            # Eager: name the value early. Compiled: no Python comparison of lam, which
+            # would guard on its value and recompile for every new lam; the op checks it.
+            check_lam(lam, batch, logits.device)
+        # ones * lam, not torch.full((B,), lam): AOTAutograd turns a float graph input into a
+        # tensor input only where every use is a tensor op; torch.full would specialise it.
+        return logits.new_ones(batch, dtype=dtype) * lam
+    if not lam.is_floating_point():
+        raise TypeError(f"lam: dtype must be floating point, got {lam.dtype}")
+    check_not_meta("lam", lam)
+    if lam.device != logits.device:
+        raise ValueError(f"lam: on {lam.device}, but logits are on {logits.device}")
     if lam.requires_grad:
         raise ValueError("lam: gradients w.r.t. lam are not supported; pass lam.detach()")
     if lam.ndim == 0:
         lam = lam.expand(batch)  # stride 0: one value for every row, no copy
-    return lam.to(dtype) if lam.is_floating_point() else lam  # check_lam names a bad dtype
+    return lam.to(dtype)
 
 
 def _check_mixup_values(logits: Tensor, y_a: Tensor, y_b: Tensor, lam: Tensor) -> None:
@@ -156,7 +177,14 @@ def _inplace_wanted(logits: Tensor, inplace_backward: bool) -> bool:
         return False
     if torch.compiler.is_compiling():
         raise ValueError("inplace_backward: not supported under torch.compile (mutates an input)")
-    return torch.is_grad_enabled() and logits.requires_grad
+    if not (torch.is_grad_enabled() and logits.requires_grad):
+        return False
+    if logits.is_leaf:
+        raise ValueError(
+            "inplace_backward: the logits are a leaf that requires grad, whose buffer cannot "
+            "hold its own gradient (autograd's in-place rule); pass inplace_backward=False"
+        )
+    return True
 
 
 def _reduce(rows: Tensor, reduction: str) -> Tensor:
@@ -271,6 +299,28 @@ def _soft_backward(ctx, grad_rows, _grad_lse, _grad_target_sum):
 _mixup_ce_op.register_autograd(_mixup_backward, setup_context=_mixup_setup_context)
 _soft_ce_op.register_autograd(_soft_backward, setup_context=_soft_setup_context)
 
+_DOUBLE_BACKWARD = (
+    "{name}: double backward (a gradient of the gradient) is not supported by mixlab's fast "
+    "losses; use backend='reference' for it"
+)
+
+
+def _no_double_backward(name: str):
+    def backward(ctx, *grads):
+        raise RuntimeError(_DOUBLE_BACKWARD.format(name=name))
+
+    return backward
+
+
+# The backward ops are differentiable in name only: differentiating them raises this error
+# (a first backward with create_graph=True still works), not autograd's "no formula".
+_mixup_ce_backward_op.register_autograd(
+    _no_double_backward("mixup_cross_entropy"), setup_context=lambda ctx, inputs, output: None
+)
+_soft_ce_backward_op.register_autograd(
+    _no_double_backward("soft_cross_entropy"), setup_context=lambda ctx, inputs, output: None
+)
+
 
 class _InplaceBackward(torch.autograd.Function):
     """A loss whose backward writes the gradient into the logits' buffer (inplace_backward=True).
@@ -283,6 +333,11 @@ class _InplaceBackward(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, forward_fn, backward_fn, *args):
+        # The backward overwrites the logits while it reads labels, lam or targets: an
+        # argument that shares their memory is copied first.
+        args = [
+            a.clone() if isinstance(a, Tensor) and shares_memory(a, logits) else a for a in args
+        ]
         rows, *stats = forward_fn(logits, *args)
         ctx.mark_dirty(logits)
         torch.autograd.graph.increment_version(logits)
@@ -295,6 +350,8 @@ class _InplaceBackward(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_rows, grad_logits_out):
+        if torch.is_grad_enabled():
+            raise RuntimeError(_DOUBLE_BACKWARD.format(name="inplace_backward=True"))
         logits, *saved = ctx.saved_tensors
         stats, tensors = saved[: ctx.n_stats], iter(saved[ctx.n_stats :])
         consts = iter(ctx.consts)

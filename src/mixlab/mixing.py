@@ -16,12 +16,16 @@ temporaries. Its float32 arithmetic is the reference's, operation for operation.
 
 from __future__ import annotations
 
+import functools
+import numbers
+
+import numpy
 import torch
 
-from mixlab import native, reference
+from mixlab import mixing_autograd, native, reference
 from mixlab.backends import resolve
 from mixlab.permutations import cycle_plan
-from mixlab.validation import check_batch, check_lam, check_permutation
+from mixlab.validation import check_batch, check_lam, check_permutation, shares_memory
 
 
 def mix_(
@@ -29,22 +33,34 @@ def mix_(
 ) -> torch.Tensor:
     """In place: x[i] <- lam_i * x[i] + (1 - lam_i) * x[perm[i]], with x's values before
     the call. x: contiguous (B, ...) float32/float16/bfloat16; perm: (B,) int64
-    permutation on x's device; lam: a float in [0, 1] or a (B,) tensor. Returns x."""
-    lam = _check_mix_args(x, perm, lam)
-    _run_mix_(x, perm, lam, resolve(backend, x.device))
+    permutation on x's device; lam: a float in [0, 1] or a (B,) tensor (not differentiated).
+
+    Autograd: on an x that requires grad the mix is an in-place op with its backward (the
+    transposed mix, mixlab.mixing_autograd); a leaf that requires grad is refused. Returns x.
+    """
+    perm, lam = _check_mix_args(x, perm, lam)
+    resolved = resolve(backend, x.device)
+    run = functools.partial(_run_mix_, perm=perm, lam=lam, backend=resolved)
+    if mixing_autograd.tracked(x):
+        return mixing_autograd.MixInplace.apply(x, run, perm, lam)
+    run(x)
     return x
 
 
 def mix(
     x: torch.Tensor, perm: torch.Tensor, lam: float | torch.Tensor, *, backend: str = "auto"
 ) -> torch.Tensor:
-    """Out-of-place twin of `mix_`: returns the mixed batch and leaves x untouched."""
-    lam = _check_mix_args(x, perm, lam)
+    """Out-of-place twin of `mix_`: returns the mixed batch and leaves x untouched;
+    differentiable w.r.t. x on every backend."""
+    perm, lam = _check_mix_args(x, perm, lam)
     resolved = resolve(backend, x.device)
     if resolved == "reference":
         return reference.mix(x, perm, lam)
     out = x.clone()
-    _run_mix_(out, perm, lam, resolved)
+    run = functools.partial(_run_mix_, perm=perm, lam=lam, backend=resolved)
+    if mixing_autograd.tracked(out):
+        return mixing_autograd.MixInplace.apply(out, run, perm, lam)
+    run(out)
     return out
 
 
@@ -56,39 +72,47 @@ def cutmix_(
     backend: str = "auto",
 ) -> tuple[torch.Tensor, float]:
     """In place: x[i][..., y0:y1, x0:x1] <- x[perm[i]][..., y0:y1, x0:x1] (values before
-    the call), box = (y0, y1, x0, x1) over the last two dims of a contiguous (B, ..., H, W).
+    the call), box = (y0, y1, x0, x1) over the last two dims of a contiguous (B, ..., H, W);
+    the box's entries are ints (numpy integers too, as timm's rand_bbox returns them).
 
-    Returns (x, lam) with lam = 1 - box area / (H * W), the share of x[i] that is kept.
+    Returns (x, lam) with lam = 1 - box area / (H * W), the share of x[i] that is kept; on
+    an empty plane (H = 0 or W = 0) the box is empty and lam = 1.0 (nothing is pasted).
+    Autograd as for `mix_`: the backward pastes the gradient with the inverse permutation.
     """
     check_batch("x", x, min_ndim=3)
     check_permutation(perm, x.shape[0], x.device)
+    perm = _unaliased(perm, x)
     box = _check_box(box, x.shape[-2], x.shape[-1])
     resolved = resolve(backend, x.device)
-    y0, y1, x0, x1 = box
-    lam = 1.0 - (y1 - y0) * (x1 - x0) / (x.shape[-2] * x.shape[-1])
-    if resolved == "triton":
-        from mixlab.kernels import mixing as kernels
-
-        kernels.cutmix_(x, cycle_plan(perm), box)
-    elif resolved == "torch":
-        _cutmix_torch_(x, perm, box)
-    else:
-        x.copy_(reference.cutmix(x, perm, box)[0])
+    lam = reference.cutmix_lam(box, x.shape[-2], x.shape[-1])
+    run = functools.partial(_run_cutmix_, perm=perm, box=box, backend=resolved)
+    if mixing_autograd.tracked(x):
+        return mixing_autograd.CutMixInplace.apply(x, run, perm, box), lam
+    run(x)
     return x, lam
 
 
-def _check_mix_args(x, perm, lam) -> float | torch.Tensor:
+def _check_mix_args(x, perm, lam) -> tuple[torch.Tensor, float | torch.Tensor]:
     check_batch("x", x)
     check_permutation(perm, x.shape[0], x.device)
-    return check_lam(lam, x.shape[0], x.device)
+    lam = check_lam(lam, x.shape[0], x.device)
+    if isinstance(lam, torch.Tensor):
+        lam = _unaliased(lam, x)
+    return _unaliased(perm, x), lam
+
+
+def _unaliased(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """t itself, or an O(B) copy where t shares memory with x, which the mix overwrites
+    while it still reads t."""
+    return t.clone() if shares_memory(t, x) else t
 
 
 def _check_box(box, height: int, width: int) -> tuple[int, int, int, int]:
     if not isinstance(box, (tuple, list)) or len(box) != 4:
         raise TypeError(f"box: expected a tuple (y0, y1, x0, x1), got {box!r}")
-    if any(isinstance(v, bool) or not isinstance(v, int) for v in box):
+    if any(isinstance(v, (bool, numpy.bool_)) or not isinstance(v, numbers.Integral) for v in box):
         raise TypeError(f"box: expected four ints (y0, y1, x0, x1), got {box!r}")
-    y0, y1, x0, x1 = box
+    y0, y1, x0, x1 = (int(v) for v in box)
     if not (0 <= y0 <= y1 <= height and 0 <= x0 <= x1 <= width):
         raise ValueError(
             f"box: need 0 <= y0 <= y1 <= {height} and 0 <= x0 <= x1 <= {width} "
@@ -97,7 +121,9 @@ def _check_box(box, height: int, width: int) -> tuple[int, int, int, int]:
     return y0, y1, x0, x1
 
 
-def _run_mix_(x: torch.Tensor, perm: torch.Tensor, lam, backend: str) -> None:
+def _run_mix_(x: torch.Tensor, *, perm: torch.Tensor, lam, backend: str) -> None:
+    if x.numel() == 0:  # rows of zero elements: nothing to mix
+        return
     if backend == "triton":
         from mixlab.kernels import mixing as kernels
 
@@ -106,6 +132,23 @@ def _run_mix_(x: torch.Tensor, perm: torch.Tensor, lam, backend: str) -> None:
         _mix_torch_(x, perm, lam)
     else:
         x.copy_(reference.mix(x, perm, lam))
+        return
+    mixing_autograd.bump_version(x)
+
+
+def _run_cutmix_(x: torch.Tensor, *, perm: torch.Tensor, box, backend: str) -> None:
+    if x.numel() == 0:
+        return
+    if backend == "triton":
+        from mixlab.kernels import mixing as kernels
+
+        kernels.cutmix_(x, cycle_plan(perm), box)
+    elif backend == "torch":
+        _cutmix_torch_(x, perm, box)
+    else:
+        x.copy_(reference.cutmix(x, perm, box)[0])
+        return
+    mixing_autograd.bump_version(x)
 
 
 def _mix_torch_(x: torch.Tensor, perm: torch.Tensor, lam: float | torch.Tensor) -> None:

@@ -37,8 +37,14 @@ def cutmix(
     y0, y1, x0, x1 = box
     out = x.clone()
     out[..., y0:y1, x0:x1] = x[perm][..., y0:y1, x0:x1]
-    area = (y1 - y0) * (x1 - x0)
-    return out, 1.0 - area / (x.shape[-2] * x.shape[-1])
+    return out, cutmix_lam(box, x.shape[-2], x.shape[-1])
+
+
+def cutmix_lam(box: tuple[int, int, int, int], height: int, width: int) -> float:
+    """1 - box area / (H * W); a box on an empty plane (H * W = 0) is empty: lam = 1.0."""
+    y0, y1, x0, x1 = box
+    plane = height * width
+    return 1.0 - (y1 - y0) * (x1 - x0) / plane if plane else 1.0
 
 
 def mixup_target(
@@ -50,8 +56,9 @@ def mixup_target(
 ) -> torch.Tensor:
     """Dense soft target t = (1-eps)(lam*onehot(y_a) + (1-lam)*onehot(y_b)) + eps/C, float64."""
     lam_c = _lam_column(lam, y_a.shape[0], 2, y_a.device)
-    one_a = F.one_hot(y_a, num_classes).to(torch.float64)
-    one_b = F.one_hot(y_b, num_classes).to(torch.float64)
+    # one_hot takes int64 only; int32 labels are allowed everywhere else.
+    one_a = F.one_hot(y_a.long(), num_classes).to(torch.float64)
+    one_b = F.one_hot(y_b.long(), num_classes).to(torch.float64)
     t = lam_c * one_a + (1 - lam_c) * one_b
     return (1 - label_smoothing) * t + label_smoothing / num_classes
 

@@ -172,15 +172,20 @@ class Mixup:
         return torch.where(mixed, lam, torch.ones_like(lam))
 
     def _box(self, height: int, width: int, lam: float) -> tuple[int, int, int, int]:
-        """A box of about (1 - lam) of the image, centred uniformly and clipped to it
-        (timm's rand_bbox); cutmix_ returns the lam of the clipped box."""
+        """timm's rand_bbox: a cut of int(side * sqrt(1 - lam)) per side centred on a uniform
+        (cy, cx), from cy - cut // 2 to cy + (cut + 1) // 2, clipped to the image; cutmix_
+        returns the lam of the clipped box. An empty plane (H or W = 0) gets the empty box."""
+        if height == 0 or width == 0:
+            return 0, 0, 0, 0
         ratio = math.sqrt(1.0 - lam)
         cut_h, cut_w = int(height * ratio), int(width * ratio)
         cy = int(torch.randint(height, (), generator=self.generator))
         cx = int(torch.randint(width, (), generator=self.generator))
-        y0, y1 = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, height)
-        x0, x1 = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, width)
-        return y0, y1, x0, x1
+        return (*_clipped_span(cy, cut_h, height), *_clipped_span(cx, cut_w, width))
+
+
+def _clipped_span(centre: int, cut: int, size: int) -> tuple[int, int]:
+    return max(centre - cut // 2, 0), min(centre + (cut + 1) // 2, size)
 
 
 def _check_nonnegative(name: str, value) -> float:
@@ -215,6 +220,8 @@ def _make_generator(generator: torch.Generator | None, seed: int | None) -> torc
         generator.seed()
     elif isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
+    elif not -(2**63) <= seed < 2**64:  # what torch.Generator.manual_seed takes
+        raise ValueError(f"seed: must lie in [-2**63, 2**64), got {seed}")
     else:
         generator.manual_seed(seed)
     return generator

@@ -16,12 +16,31 @@ def check_batch(name: str, t: torch.Tensor, dtypes=FLOAT_DTYPES, min_ndim: int =
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
     if t.dtype not in dtypes:
         raise TypeError(f"{name}: dtype must be one of {dtypes}, got {t.dtype}")
+    check_not_meta(name, t)
     if t.ndim < min_ndim:
         raise ValueError(f"{name}: expected at least {min_ndim} dims, got shape {tuple(t.shape)}")
     if t.shape[0] == 0:
         raise ValueError(f"{name}: empty batch (shape {tuple(t.shape)})")
     if not t.is_contiguous():
         raise ValueError(f"{name}: must be contiguous (call .contiguous() first)")
+
+
+def check_not_meta(name: str, t: torch.Tensor) -> None:
+    """A meta tensor has a shape but no values: a result computed from one would be garbage.
+    (Under torch.compile the ops see FakeTensors, whose device is the real one.)"""
+    if t.device.type == "meta":
+        raise ValueError(f"{name}: meta tensors have no values to compute with; pass real data")
+
+
+def shares_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether the storages of a and b overlap (a conservative test: views of one storage
+    count even when their elements are disjoint)."""
+    sa, sb = a.untyped_storage(), b.untyped_storage()
+    if sa.nbytes() == 0 or sb.nbytes() == 0:
+        return False
+    return (
+        sa.data_ptr() < sb.data_ptr() + sb.nbytes() and sb.data_ptr() < sa.data_ptr() + sa.nbytes()
+    )
 
 
 def check_permutation(perm: torch.Tensor, batch: int, device: torch.device) -> None:
@@ -33,6 +52,7 @@ def check_permutation(perm: torch.Tensor, batch: int, device: torch.device) -> N
         raise ValueError(f"perm: expected shape ({batch},), got {tuple(perm.shape)}")
     if perm.device != device:
         raise ValueError(f"perm: on {perm.device}, but x is on {device}")
+    check_not_meta("perm", perm)
     if int(perm.min()) < 0 or int(perm.max()) >= batch:
         raise ValueError(f"perm: values must lie in [0, {batch})")
     if not bool((torch.bincount(perm, minlength=batch) == 1).all()):
@@ -40,8 +60,15 @@ def check_permutation(perm: torch.Tensor, batch: int, device: torch.device) -> N
 
 
 def check_lam(lam, batch: int, device: torch.device) -> float | torch.Tensor:
-    """Return lam as a Python float or a contiguous (B,) float32 tensor on `device`."""
+    """Return lam as a Python float or a contiguous (B,) float32 tensor on `device`.
+
+    lam is a constant of the mix, not differentiated: a lam that requires grad is refused."""
     if isinstance(lam, torch.Tensor):
+        if not lam.is_floating_point():  # bool, integer and complex tensors alike
+            raise TypeError(f"lam: dtype must be floating point, got {lam.dtype}")
+        check_not_meta("lam", lam)
+        if lam.requires_grad:
+            raise ValueError("lam: gradients w.r.t. lam are not supported; pass lam.detach()")
         if lam.ndim == 0:
             lam = float(lam)
         else:
@@ -49,8 +76,6 @@ def check_lam(lam, batch: int, device: torch.device) -> float | torch.Tensor:
                 raise ValueError(
                     f"lam: a tensor lam must have shape ({batch},), got {tuple(lam.shape)}"
                 )
-            if not lam.is_floating_point():
-                raise TypeError(f"lam: dtype must be floating point, got {lam.dtype}")
             if lam.device != device:
                 raise ValueError(f"lam: on {lam.device}, but x is on {device}")
             if not bool(((lam >= 0) & (lam <= 1)).all()):
@@ -65,6 +90,13 @@ def check_lam(lam, batch: int, device: torch.device) -> float | torch.Tensor:
 
 
 def check_labels(name: str, y: torch.Tensor, batch: int, num_classes: int, device) -> None:
+    check_label_layout(name, y, batch, device)
+    if int(y.min()) < 0 or int(y.max()) >= num_classes:
+        raise ValueError(f"{name}: labels must lie in [0, {num_classes})")
+
+
+def check_label_layout(name: str, y: torch.Tensor, batch: int, device) -> None:
+    """The checks of check_labels that need no values (any stride is fine)."""
     if not isinstance(y, torch.Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(y).__name__}")
     if y.dtype not in (torch.int64, torch.int32):
@@ -73,8 +105,7 @@ def check_labels(name: str, y: torch.Tensor, batch: int, num_classes: int, devic
         raise ValueError(f"{name}: expected shape ({batch},), got {tuple(y.shape)}")
     if y.device != device:
         raise ValueError(f"{name}: on {y.device}, but logits are on {device}")
-    if int(y.min()) < 0 or int(y.max()) >= num_classes:
-        raise ValueError(f"{name}: labels must lie in [0, {num_classes})")
+    check_not_meta(name, y)
 
 
 REDUCTIONS = ("mean", "sum", "none")
