@@ -33,6 +33,7 @@ from mixlab import reference
 from mixlab.backends import resolve
 from mixlab.native import loss as native_loss
 from mixlab.validation import (
+    DOUBLE_BACKWARD,
     FLOAT_DTYPES,
     check_batch,
     check_label_layout,
@@ -299,15 +300,10 @@ def _soft_backward(ctx, grad_rows, _grad_lse, _grad_target_sum):
 _mixup_ce_op.register_autograd(_mixup_backward, setup_context=_mixup_setup_context)
 _soft_ce_op.register_autograd(_soft_backward, setup_context=_soft_setup_context)
 
-_DOUBLE_BACKWARD = (
-    "{name}: double backward (a gradient of the gradient) is not supported by mixlab's fast "
-    "losses; use backend='reference' for it"
-)
-
 
 def _no_double_backward(name: str):
     def backward(ctx, *grads):
-        raise RuntimeError(_DOUBLE_BACKWARD.format(name=name))
+        raise RuntimeError(DOUBLE_BACKWARD.format(name=name))
 
     return backward
 
@@ -351,7 +347,7 @@ class _InplaceBackward(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_rows, grad_logits_out):
         if torch.is_grad_enabled():
-            raise RuntimeError(_DOUBLE_BACKWARD.format(name="inplace_backward=True"))
+            raise RuntimeError(DOUBLE_BACKWARD.format(name="inplace_backward=True"))
         logits, *saved = ctx.saved_tensors
         stats, tensors = saved[: ctx.n_stats], iter(saved[ctx.n_stats :])
         consts = iter(ctx.consts)

@@ -9,6 +9,11 @@ from __future__ import annotations
 import torch
 
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+# Every fast loss path raises this on a gradient of its gradient (the reference supports it).
+DOUBLE_BACKWARD = (
+    "{name}: double backward (a gradient of the gradient) is not supported by mixlab's fast "
+    "losses; use backend='reference' for it"
+)
 
 
 def check_batch(name: str, t: torch.Tensor, dtypes=FLOAT_DTYPES, min_ndim: int = 1) -> None:

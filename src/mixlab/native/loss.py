@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from mixlab import native
-from mixlab.validation import check_labels, check_lam
+from mixlab.validation import DOUBLE_BACKWARD, check_labels, check_lam
 
 # Below this many bytes of logits one thread finishes before a team of threads has
 # started (measured on a 2-core VM: a parallel region costs ~5-20 us).
@@ -245,6 +245,8 @@ class _MixupRows(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_rows):
+        if torch.is_grad_enabled():
+            raise RuntimeError(DOUBLE_BACKWARD.format(name="mixup_cross_entropy"))
         logits, y_a, y_b, lam, lse = ctx.saved_tensors
         out = torch.empty_like(logits)
         grad = mixup_ce_backward(grad_rows, logits, y_a, y_b, lam, ctx.eps, lse, out)
@@ -260,6 +262,8 @@ class _SoftRows(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_rows):
+        if torch.is_grad_enabled():
+            raise RuntimeError(DOUBLE_BACKWARD.format(name="soft_cross_entropy"))
         logits, target, lse, target_sum = ctx.saved_tensors
         out = torch.empty_like(logits)
         return soft_ce_backward(grad_rows, logits, target, lse, target_sum, out), None
