@@ -5,6 +5,7 @@ Not part of the switch: these lines are the same whichever library mixes.
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import time
@@ -14,6 +15,22 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
 NUM_CLASSES = 10
+
+
+def arguments(description: str, peer_flag: str) -> argparse.Namespace:
+    """The scripts' options; `peer_flag` picks the original library (read by the import
+    switch itself, declared here for --help). Seeds torch and sets its thread count."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(peer_flag, action="store_true", help="mix with the original library")
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--image-size", type=int, default=8, help="upsample the 8x8 digits")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    return args
 
 
 def digits(image_size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
@@ -36,6 +53,12 @@ def small_cnn() -> torch.nn.Module:
         torch.nn.Flatten(),
         torch.nn.Linear(32, NUM_CLASSES),
     )
+
+
+def forever(loader):
+    """The loader's batches, epoch after epoch."""
+    while True:
+        yield from loader
 
 
 def timed_steps(step, steps: int) -> tuple[list[float], list[float]]:

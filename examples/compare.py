@@ -1,6 +1,7 @@
 """Step time and peak memory of each example, original against switched to mixlab.
 
     python examples/compare.py [--steps 100] [--rounds 3] [--batch-size 128] [--image-size 8]
+                               [--threads 0]
 
 Each variant runs in its own process (the import is the switch); the variants alternate,
 `rounds` times, so that a busy machine slows both alike, and each figure is the median over
@@ -40,18 +41,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--image-size", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     args = parser.parse_args()
     options = ["--steps", str(args.steps), "--batch-size", str(args.batch_size)]
-    options += ["--image-size", str(args.image_size)]
+    options += ["--image-size", str(args.image_size), "--threads", str(args.threads)]
     results: dict[tuple[str, str | None], list[dict]] = {v: [] for v in VARIANTS}
     with tqdm(total=args.rounds * len(VARIANTS), desc="runs") as bar:
         for _ in range(args.rounds):
             for variant in VARIANTS:
                 results[variant].append(run(*variant, options))
                 bar.update()
+    threads = args.threads or "default"
+    load = os.getloadavg()[0]
     print(
         f"\n{args.steps} steps, batch {args.batch_size}, 1x{args.image_size}x{args.image_size}, "
-        f"{args.rounds} rounds; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n"
+        f"{args.rounds} rounds, torch threads {threads}; load average {load:.1f} on "
+        f"{os.cpu_count()} CPUs\n"
     )
     print("| script | mixing | median step (ms) | peak memory of a step (MiB) | last loss |")
     print("| --- | --- | --- | --- | --- |")
