@@ -8,7 +8,6 @@ The two differ only in the import block below; the loop is the same code.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
@@ -20,18 +19,20 @@ if "--timm" in sys.argv:  # the original
 else:  # switched to mixlab
     from mixlab.timm import Mixup, SoftTargetCrossEntropy
 
-from common import NUM_CLASSES, digits, peak_step_bytes, report, small_cnn, timed_steps
+from common import (
+    NUM_CLASSES,
+    arguments,
+    digits,
+    forever,
+    peak_step_bytes,
+    report,
+    small_cnn,
+    timed_steps,
+)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--timm", action="store_true", help="mix with timm itself")
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--image-size", type=int, default=8)
-    args = parser.parse_args()
-
-    torch.manual_seed(0)
+    args = arguments(__doc__.splitlines()[0], "--timm")
     np.random.seed(0)  # as timm's train.py (utils.random_seed): Mixup draws from NumPy
     images, labels = digits(args.image_size)
     loader = torch.utils.data.DataLoader(
@@ -46,15 +47,10 @@ def main() -> None:
         mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.1, num_classes=NUM_CLASSES
     )
     train_loss_fn = SoftTargetCrossEntropy()
-    batches = iter(())
+    batches = forever(loader)
 
     def step():
-        nonlocal batches
-        batch = next(batches, None)
-        if batch is None:
-            batches = iter(loader)
-            batch = next(batches)
-        input, target = batch
+        input, target = next(batches)
         input, target = mixup_fn(input, target)
         loss = train_loss_fn(model(input), target)
         optimizer.zero_grad()

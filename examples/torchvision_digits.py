@@ -9,7 +9,6 @@ The two differ only in the import block below; the pipeline is the same code.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import torch
@@ -21,18 +20,20 @@ if "--torchvision" in sys.argv:  # the original
 else:  # switched to mixlab
     from mixlab.torchvision import CutMix, MixUp
 
-from common import NUM_CLASSES, digits, peak_step_bytes, report, small_cnn, timed_steps
+from common import (
+    NUM_CLASSES,
+    arguments,
+    digits,
+    forever,
+    peak_step_bytes,
+    report,
+    small_cnn,
+    timed_steps,
+)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--torchvision", action="store_true", help="mix with torchvision")
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--image-size", type=int, default=8)
-    args = parser.parse_args()
-
-    torch.manual_seed(0)
+    args = arguments(__doc__.splitlines()[0], "--torchvision")
     images, labels = digits(args.image_size)
     cutmix = CutMix(num_classes=NUM_CLASSES)
     mixup = MixUp(num_classes=NUM_CLASSES)
@@ -50,15 +51,10 @@ def main() -> None:
     model = small_cnn()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     criterion = torch.nn.CrossEntropyLoss()
-    batches = iter(())
+    batches = forever(loader)
 
     def step():  # one batch: collate (mixing), forward, loss, backward, update
-        nonlocal batches
-        batch = next(batches, None)
-        if batch is None:
-            batches = iter(loader)
-            batch = next(batches)
-        image, target = batch
+        image, target = next(batches)
         loss = criterion(model(image), target)
         optimizer.zero_grad()
         loss.backward()

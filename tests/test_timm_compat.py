@@ -9,6 +9,8 @@ draws were made). Where mixlab deliberately differs, the test says so.
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -255,3 +257,12 @@ def test_bad_call_arguments_raise_before_writing(device):
         with pytest.raises((ValueError, TypeError), match=f"^{name}:"):
             mixup(xs, ys)
     assert torch.equal(x, before)
+
+
+def test_the_adapter_does_not_import_timm():
+    """`import mixlab` stays light, and mixlab.timm needs no timm at all."""
+    code = (
+        "import sys, mixlab; mixlab.timm.Mixup; mixlab.nn.SoftCrossEntropyLoss; "
+        "assert 'timm' not in sys.modules and 'torchvision' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -14,17 +14,20 @@ timm's box formulas (rand_bbox, rand_bbox_minmax, the lam correction), so that a
 same np.random.seed both give the same batch. Partners are timm's: row i with row B-1-i.
 Where mixlab differs from timm, on purpose:
 
-- odd batches are mixed (the middle row is its own partner, so it is left as it is);
-  timm asserts an even batch;
+- odd batches are mixed: the middle row is its own partner (unchanged up to rounding,
+  target its own label); timm asserts an even batch;
 - modes "pair" and "elem" mix every mixup row in one mixlab.mix_ call with a (B,) lam
   instead of a Python loop over rows, and keep no clone of the batch: a CutMix row's box
-  is copied aside before anything is written, then pasted. That call computes
+  (one per row: those still take a loop, as in timm) is copied aside before anything is
+  written, then pasted. The mix_ call computes
   1 * x + 0 * partner for the rows it does not mix, so a non-finite partner turns such a
   row into NaN where timm leaves it alone;
-- lam stays float32 in the target; timm rounds a per-sample lam to x's dtype first.
+- lam stays float32 in the target; timm rounds a per-sample lam to x's dtype first;
+- like timm, the draws and the per-row boxes of "pair" / "elem" CutMix are made on the
+  host (NumPy), so this adapter is not the host-free GPU path of mixlab.Mixup.
 
-Not supported, with an error naming the option: multi_label=True (dense multi-label
-targets), and timm's FastCollateMixup (uint8 collation).
+Not supported: multi_label=True (dense multi-label targets; an error names the option),
+and timm's FastCollateMixup (uint8 collation; not provided).
 """
 
 from __future__ import annotations
