@@ -37,7 +37,9 @@ def summary(rows: list[dict]) -> pd.DataFrame:
                 lambda e: "inf/raised" if pd.isna(e) else f"{e:.2g}"
             ),
             "atol": worst["atol"].map(lambda t: f"{t:.2g}"),
-            "of allowed": worst["rank"].map(lambda r: "" if pd.isna(r) else f"{r:.0%}"),
+            "of allowed": worst["rank"].map(
+                lambda r: "" if pd.isna(r) else f"{r:.0%}" if r < 10 else f"{r:.3g}x"
+            ),
         }
     )
     out = out.reset_index().rename(columns={"kernel": "op"})
