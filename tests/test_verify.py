@@ -88,7 +88,8 @@ def test_racy_triton_kernel_passes_in_grid_order_and_fails_the_program_order_che
         assert any(r["case"].startswith(schedule) and not r["passed"] for r in order_rows)
     hazard = next(r for r in order_rows if r["case"].startswith("trace:"))
     assert not hazard["passed"]
-    assert "scratch_ptr[" in hazard["detail"] and "written by program 0" in hazard["detail"]
+    assert "scratch_ptr: " in hazard["detail"]
+    assert "first scratch_ptr[0] written by program 0 and read by program 1" in hazard["detail"]
 
 
 def test_trace_of_the_racy_kernel_names_the_race(device):

@@ -56,6 +56,8 @@ def mixlab_backends(ops, device: str) -> tuple[list[Impl], list[str]]:
     if reason := triton_unavailable(device):
         backends.remove("triton")
         notes.append(f"triton: not run: {reason}")
+    else:
+        notes.append("triton: takes no float64 logits, so gradcheck runs on torch/reference only")
     impls = [
         Impl(
             op,
