@@ -6,20 +6,22 @@ run the same tests on the GPU.
 
 `record_equivalence` collects (backend, dtype, case, max error, passed) rows from the
 equivalence tests; at the end of the session they are written to
-reports/equivalence.json (or $MIXLAB_EQUIVALENCE_OUT) for the report's matrix.
+reports/equivalence.json (or $MIXLAB_EQUIVALENCE_OUT) for the report's matrix, in the format
+`mixlab verify --json` writes (mixlab.verify.results).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import platform
 from pathlib import Path
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+from mixlab.verify import results  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 _EQUIVALENCE_ROWS: list[dict] = []
@@ -37,8 +39,7 @@ def record_equivalence(request):
 
     def record(**row):
         row.setdefault("test", request.node.nodeid)
-        row = {k: (str(v) if isinstance(v, torch.dtype) else v) for k, v in row.items()}
-        _EQUIVALENCE_ROWS.append(row)
+        _EQUIVALENCE_ROWS.append(results.normalized_row(row))
 
     return record
 
@@ -69,11 +70,5 @@ def pytest_unconfigure(config):
     rows = [r for p in parts for r in json.loads(p.read_text())]
     for p in parts:
         p.unlink()
-    doc = {
-        "device": os.environ.get("MIXLAB_TEST_DEVICE", "cpu"),
-        "triton_interpret": os.environ.get("TRITON_INTERPRET"),
-        "torch": torch.__version__,
-        "machine": platform.platform(),
-        "rows": rows,
-    }
-    path.write_text(json.dumps(doc, indent=1))
+    # The same writer as `mixlab verify --json`: one format for the report.
+    results.write(path, rows, os.environ.get("MIXLAB_TEST_DEVICE", "cpu"), command="make test")

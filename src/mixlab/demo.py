@@ -2,7 +2,8 @@
 
 1. a small ablation study (ablations/digits_demo.toml) with Optuna, two workers;
 2. a quick benchmark sweep of the mixing step and the loss;
-3. the comparison report of both, written to reports/demo/.
+3. the quick equivalence matrix of the kernels (`mixlab verify --quick`);
+4. the comparison report of all three, written to reports/demo/.
 
 Each step is the public subcommand with the demo's arguments, so what the demo shows
 is exactly what a user gets from running them by hand.
@@ -37,8 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--equivalence",
-        default=_shown(REPO / "reports" / "equivalence.json"),
-        help="kernel equivalence results written by `make test`",
+        default=_shown(REPO / "reports" / "demo" / "equivalence.json"),
+        help="where the demo's `mixlab verify --quick` writes the kernel equivalence results",
     )
 
 
@@ -51,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     steps = [
         ("ablation study", ["ablate", str(spec), "--workers", str(args.workers)]),
         ("benchmark", ["bench", "--quick", "--out", args.bench_out]),
+        ("equivalence", ["verify", "--quick", "--json", args.equivalence]),
         (
             "report",
             [

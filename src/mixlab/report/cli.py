@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--equivalence",
         default="reports/equivalence.json",
-        help="kernel equivalence results (written by `make test`)",
+        help="kernel equivalence results (written by `make test` or `mixlab verify --json`)",
     )
     parser.add_argument("--out", default="reports/latest", help="folder to write the report to")
 

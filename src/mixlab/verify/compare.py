@@ -8,12 +8,14 @@ not a tenfold regression.
 
 from __future__ import annotations
 
+from mixlab.verify.results import normalized_row
+
 KEY = ("kernel", "backend", "dtype", "case")
 NOISE_FRACTION = 0.01
 
 
 def _key(row: dict) -> tuple:
-    return tuple(row.get(k) for k in KEY)
+    return tuple(normalized_row(row).get(k) for k in KEY)
 
 
 def regressions(previous: list[dict], current: list[dict], factor: float = 10.0) -> list[str]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -54,6 +56,8 @@ def mixlab_backends(ops, device: str) -> tuple[list[Impl], list[str]]:
     if reason := triton_unavailable(device):
         backends.remove("triton")
         notes.append(f"triton: not run: {reason}")
+    else:
+        notes.append("triton: takes no float64 logits, so gradcheck runs on torch/reference only")
     impls = [
         Impl(
             op,
@@ -76,6 +80,8 @@ def load_impl(spec: str) -> Impl:
         raise ValueError(f"--impl: expected NAME=module:function, got {spec!r}")
     if op not in OPS:
         raise ValueError(f"--impl: NAME must be one of {', '.join(OPS)}, got {op!r}")
+    if os.getcwd() not in sys.path:  # modules resolve from here, as with `python -m`
+        sys.path.insert(0, os.getcwd())
     try:
         fn = importlib.import_module(module_name)
     except ImportError as err:

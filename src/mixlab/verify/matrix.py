@@ -37,7 +37,9 @@ def summary(rows: list[dict]) -> pd.DataFrame:
                 lambda e: "inf/raised" if pd.isna(e) else f"{e:.2g}"
             ),
             "atol": worst["atol"].map(lambda t: f"{t:.2g}"),
-            "of allowed": worst["rank"].map(lambda r: "" if pd.isna(r) else f"{r:.0%}"),
+            "of allowed": worst["rank"].map(
+                lambda r: "" if pd.isna(r) else f"{r:.0%}" if r < 10 else f"{r:.3g}x"
+            ),
         }
     )
     out = out.reset_index().rename(columns={"kernel": "op"})
@@ -51,8 +53,12 @@ def failures(rows: list[dict]) -> list[str]:
     for r in map(normalized_row, rows):
         if r["passed"]:
             continue
-        err = "raised" if r["max_err"] is None else f"max error {r['max_err']:.3g}"
-        why = f"{err} > tolerance {r['atol']:.3g}" if r["max_err"] is not None else err
+        if r["max_err"] is not None:
+            why = f"max error {r['max_err']:.3g} > tolerance {r['atol']:.3g}"
+        else:
+            why = (
+                "raised" if r.get("detail") else "not finite where the reference is, or vice versa"
+            )
         detail = f" ({r['detail']})" if r.get("detail") else ""
         lines.append(f"FAIL {r['kernel']} [{r['backend']}] {r['dtype']} {r['case']}: {why}{detail}")
     return lines

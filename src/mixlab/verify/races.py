@@ -61,31 +61,47 @@ def _pairs(accesses: list[tuple[int, np.ndarray]]) -> tuple[np.ndarray, np.ndarr
     return pairs[:, 0], pairs[:, 1].astype(np.int64)
 
 
+def _per_buffer(launch: Launch, byte: np.ndarray, describe) -> list[str]:
+    """For each kernel argument holding some of the conflicting bytes `byte` (sorted): how many
+    elements, and `describe(i)` of the first conflict, at index i of `byte`."""
+    lines = []
+    for name, start, end, size in launch.buffers:
+        inside = np.flatnonzero((byte >= start) & (byte < end))
+        if inside.size:
+            elements = np.unique((byte[inside] - np.uint64(start)) // np.uint64(size)).size
+            lines.append(f"{name}: {elements} elements {describe(inside[0])}")
+    return lines
+
+
 def _launch_hazards(launch: Launch) -> str | None:
     w_byte, w_prog = _pairs(launch.stores)
     r_byte, r_prog = _pairs(launch.loads)
-    issues = []
     multi = np.flatnonzero(w_byte[1:] == w_byte[:-1])
-    if multi.size:
-        i = multi[0]
-        issues.append(
-            f"{multi.size} bytes written by several programs, first {launch.where(int(w_byte[i]))}"
-            f" by programs {w_prog[i]} and {w_prog[i + 1]}"
-        )
+    issues = _per_buffer(
+        launch,
+        w_byte[multi],
+        lambda i: (
+            f"written by several programs, first {launch.where(int(w_byte[multi[i]]))} "
+            f"by programs {w_prog[multi[i]]} and {w_prog[multi[i] + 1]}"
+        ),
+    )
     if w_byte.size and r_byte.size:
         pos = np.clip(np.searchsorted(w_byte, r_byte), 0, w_byte.size - 1)
         written = w_byte[pos] == r_byte
         # Compare against every writer of the byte: the first and the last (sorted) suffice.
         last = np.clip(np.searchsorted(w_byte, r_byte, side="right") - 1, 0, w_byte.size - 1)
-        other = written & ((w_prog[pos] != r_prog) | (w_prog[last] != r_prog))
-        if other.any():
-            i = np.flatnonzero(other)[0]
-            writer = w_prog[pos[i]] if w_prog[pos[i]] != r_prog[i] else w_prog[last[i]]
-            issues.append(
-                f"{int(other.sum())} bytes read by one program and written by another, first "
-                f"{launch.where(int(r_byte[i]))} written by program {writer} and read by "
-                f"program {r_prog[i]}"
+        conflict = np.flatnonzero(written & ((w_prog[pos] != r_prog) | (w_prog[last] != r_prog)))
+
+        def describe(i):
+            j = conflict[i]
+            writer = w_prog[pos[j]] if w_prog[pos[j]] != r_prog[j] else w_prog[last[j]]
+            return (
+                f"read by one program and written by another, first "
+                f"{launch.where(int(r_byte[j]))} written by program {writer} and read by "
+                f"program {r_prog[j]}"
             )
+
+        issues += _per_buffer(launch, r_byte[conflict], describe)
     if not issues:
         return None
     return f"{launch.kernel} ({launch.programs} programs): " + "; ".join(issues)

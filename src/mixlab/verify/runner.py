@@ -11,6 +11,7 @@ interpreter's default is whole cycles).
 from __future__ import annotations
 
 import contextlib
+import importlib
 import sys
 
 import torch
@@ -54,8 +55,8 @@ def plan(impls: list[Impl], dtypes, quick: bool, program_order: bool) -> list[tu
 
 @contextlib.contextmanager
 def _gpu_like_segments(op: str):
-    kernels = sys.modules.get("mixlab.kernels.mixing")
-    if op not in MIXING_OPS or not hasattr(kernels, "default_segment_rows"):
+    kernels = importlib.import_module("mixlab.kernels.mixing") if op in MIXING_OPS else None
+    if not hasattr(kernels, "default_segment_rows"):
         yield
         return
     original = kernels.default_segment_rows
