@@ -18,16 +18,17 @@
  * Rows are split across OpenMP threads (the libgomp torch has loaded) when the caller
  * asks for more than one: it decides from the size whether the work pays for the start-up.
  */
+/* Unlike mix.c, whose float32 results must match the reference's separate multiplies and
+ * adds bit for bit, the loss is held to tolerances: let the compiler fuse them (the exp
+ * polynomial runs ~1.5x faster with FMA). */
+#pragma GCC optimize("fp-contract=fast")
+
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
 
 #include "simd.h"
-
-/* Unlike mix.c, whose float32 results must match the reference's separate multiplies and
- * adds bit for bit, the loss is held to tolerances: let the compiler fuse them (the exp
- * polynomial runs ~1.5x faster with FMA). */
-#pragma GCC optimize("fp-contract=fast")
+#include "vexp.h"
 
 enum { CHUNK = 4096 }; /* elements per chunk: 16 KiB of float32, in L1 between its sweeps */
 /* status codes; on an error nothing has been written */
@@ -35,30 +36,6 @@ enum { LOSS_OK = 0, LOSS_NO_CLASSES = 1, LOSS_BAD_Y_A = 2, LOSS_BAD_Y_B = 3, LOS
 
 static inline int64_t elem_size(int dt) {
     return dt == MIXLAB_F64 ? 8 : dt == MIXLAB_F32 ? 4 : 2;
-}
-
-/* ---- exp(x) for x <= 0 ------------------------------------------------------------------
- * Cody-Waite reduction x = k ln2 + r, |r| <= ln2/2, and Cephes' degree-6 polynomial for
- * exp(r); results below FLT_MIN flush to 0; -inf gives 0, NaN gives NaN. */
-static inline vf32 vexp(vf32 x) {
-    const float lowest = -87.33654f; /* log(FLT_MIN) */
-    const float magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-    vi32 under = x < lowest;
-    vf32 xc = select_lanes(under, (vf32){} + lowest, x);
-    vf32 shifted = xc * 1.44269504f + magic;
-    vf32 k = shifted - magic;
-    vi32 ki = (vi32)shifted - 0x4b400000; /* the integer k, from the float's mantissa */
-    vf32 r = xc - k * 0.693359375f;
-    r = r - k * -2.12194440e-4f;
-    vf32 p = (vf32){} + 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    vf32 scale = (vf32)((ki + 127) << 23);
-    return select_lanes(under, (vf32){}, p * scale);
 }
 
 /* Exported for the error-bound test. */
