@@ -2,11 +2,12 @@
 
     pytest bench/test_loss_bench.py --benchmark-only [--benchmark-save=NAME]
 
-Every implementation of mixlab.benchmarks.loss.IMPLEMENTATIONS at (B, C) = (1024, 1000) and
-(256, 32000), float32, on CUDA when there is one, else on the CPU. Each benchmark also
-measures the peak extra memory of one forward + backward (mixlab.benchmarks.memory) and keeps
-it in extra_info (and so in the saved JSON). At the end of the module one table prints time
-and memory of every implementation, and mixlab's ratios to the best PyTorch peer, from this run.
+Every implementation of mixlab.benchmarks.loss.IMPLEMENTATIONS at the sweep's (B, C)
+(mixlab.benchmarks.loss.DEFAULT_CASES), float32, on CUDA when there is one, else on the CPU.
+Each benchmark also measures the peak extra memory of one forward + backward
+(mixlab.benchmarks.memory) and keeps it in extra_info (and so in the saved JSON). At the end
+of the module one table prints time and memory of every implementation, and mixlab's ratios
+to the best peer, from this run.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import pytest
 import torch
 
 from mixlab.benchmarks.loss import (
+    DEFAULT_CASES,
     IMPLEMENTATIONS,
+    PEERS,
     fwd_bwd_step,
     make_inputs,
     unavailable_reason,
@@ -24,8 +27,7 @@ from mixlab.benchmarks.loss import (
 from mixlab.benchmarks.memory import peak_extra_bytes
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-CASES = [(1024, 1000), (256, 32000)]
-PEERS = ["dense_log_softmax", "ce_prob_target", "ce_pair"]  # plain PyTorch, as people write it
+CASES = DEFAULT_CASES
 _RESULTS: list[dict] = []
 
 

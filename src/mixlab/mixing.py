@@ -56,6 +56,8 @@ def mix(
     resolved = resolve(backend, x.device)
     if resolved == "reference":
         return reference.mix(x, perm, lam)
+    if resolved == "torch":
+        return native.mix(x, perm, lam)  # one pass, no clone
     out = x.clone()
     run = functools.partial(_run_mix_, perm=perm, lam=lam, backend=resolved)
     if mixing_autograd.tracked(out):

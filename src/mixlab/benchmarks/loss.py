@@ -9,18 +9,30 @@ against t = lam * onehot(y_a) + (1 - lam) * onehot(y_b), and its gradient w.r.t.
     ce_pair              lam * F.cross_entropy(z, y_a) + (1 - lam) * F.cross_entropy(z, y_b)
                          (the source document's MixupLoss): no dense target, two log_softmaxes
     compiled_dense       torch.compile(dense_log_softmax)
+    compiled_pair        torch.compile(ce_pair)
     mixlab_torch         mixlab.mixup_cross_entropy(..., backend="torch")   (CPU)
     mixlab_triton        mixlab.mixup_cross_entropy(..., backend="triton")  (CUDA)
 
-Time: mixlab.benchmarks.timing.measure of one forward + backward. Peak extra memory:
+Time: mixlab.benchmarks.timing.measure_beside of one forward + backward, alternating with a
+copy of the logits (`y.copy_(logits)`), so that both see the same machine. gbps counts the
+three passes over the logits a fused loss needs (read in the forward; read, and write the
+gradient, in the backward) and frac_copy divides it by the copy's GB/s (2 x the logits'
+bytes): the share of the reachable bandwidth. vs_best_peer is the median time over the best
+plain-PyTorch peer's (PEERS) at the same (B, C) and dtype, in the same run. Peak extra memory:
 mixlab.benchmarks.memory.peak_extra_bytes of one forward + backward (it includes the gradient,
 B x C in the logits' dtype, which every implementation must produce), also as a multiple of
 the logits' size.
+
+torch.compile'd peers are compiled once for the whole sweep, as a user would compile a
+training step: default settings, so after the first shape Dynamo recompiles with dynamic
+shapes instead of once per shape (which would also hit its recompile limit).
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import time
 from collections.abc import Callable
 
 import pandas as pd
@@ -30,7 +42,7 @@ from tqdm.auto import tqdm
 
 import mixlab
 from mixlab.benchmarks.memory import peak_extra_bytes
-from mixlab.benchmarks.timing import measure
+from mixlab.benchmarks.timing import measure_beside
 
 COLUMNS = [
     "impl",
@@ -44,8 +56,18 @@ COLUMNS = [
     "peak_extra_mb",
     "peak_extra_over_logits",
     "status",
+    "gbps",
+    "copy_gbps",
+    "frac_copy",
+    "vs_best_peer",
+    "rounds",
 ]
-DEFAULT_CASES = [(1024, 1000), (256, 32000)]
+# From host-bound (64, 10) to a 128k vocabulary.
+DEFAULT_CASES = [(64, 10), (256, 1000), (1024, 1000), (256, 32000), (64, 128000)]
+# What mixlab is measured against: every implementation that is not mixlab's.
+PEERS = ["dense_log_softmax", "ce_prob_target", "ce_pair", "compiled_dense", "compiled_pair"]
+ROW_SECONDS = 0.6  # time per row: slow peers get fewer calls (at least MIN_REPEATS)
+MIN_REPEATS = 5
 LAM = 0.3  # a per-batch lam, as mixup samples it; its value does not change the work
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]
@@ -75,8 +97,10 @@ def _mixlab(backend: str) -> LossFn:
     return lambda z, y_a, y_b, lam: mixlab.mixup_cross_entropy(z, y_a, y_b, lam, backend=backend)
 
 
-def _compiled_dense() -> LossFn:
-    return torch.compile(dense_log_softmax, dynamic=False)
+@functools.cache
+def _compiled(fn: LossFn) -> LossFn:
+    """One torch.compile per function and process (see the module docstring)."""
+    return torch.compile(fn)
 
 
 # name -> (factory of the loss function, device types it runs on)
@@ -84,7 +108,8 @@ IMPLEMENTATIONS: dict[str, tuple[Callable[[], LossFn], tuple[str, ...]]] = {
     "dense_log_softmax": (lambda: dense_log_softmax, ("cpu", "cuda")),
     "ce_prob_target": (lambda: ce_prob_target, ("cpu", "cuda")),
     "ce_pair": (lambda: ce_pair, ("cpu", "cuda")),
-    "compiled_dense": (_compiled_dense, ("cpu", "cuda")),
+    "compiled_dense": (lambda: _compiled(dense_log_softmax), ("cpu", "cuda")),
+    "compiled_pair": (lambda: _compiled(ce_pair), ("cpu", "cuda")),
     "mixlab_torch": (lambda: _mixlab("torch"), ("cpu",)),
     "mixlab_triton": (lambda: _mixlab("triton"), ("cuda",)),
 }
@@ -115,6 +140,35 @@ def fwd_bwd_step(loss_fn: LossFn, logits, y_a, y_b, lam: float = LAM) -> Callabl
     return step
 
 
+def _measure_row(impl: str, logits, y_a, y_b, device, repeats: int) -> dict:
+    step = fwd_bwd_step(IMPLEMENTATIONS[impl][0](), logits, y_a, y_b)
+    step()  # compiles, builds, warms the caches
+    t0 = time.perf_counter()
+    step()
+    call_s = time.perf_counter() - t0
+    repeats = max(MIN_REPEATS, min(repeats, int(ROW_SECONDS / max(call_s, 1e-9))))
+    copy = torch.empty_like(logits)
+    timing, copy_timing = measure_beside(
+        step, lambda: copy.copy_(logits), device, warmup=1, repeats=repeats
+    )
+    peak = peak_extra_bytes(step, device)
+    logits_bytes = logits.numel() * logits.element_size()
+    gbps = 3 * logits_bytes / timing.median_s / 1e9
+    copy_gbps = 2 * logits_bytes / copy_timing.median_s / 1e9
+    return dict(
+        median_ms=timing.median_s * 1e3,
+        q25_ms=timing.q25_s * 1e3,
+        q75_ms=timing.q75_s * 1e3,
+        peak_extra_mb=peak / 2**20,
+        peak_extra_over_logits=peak / logits_bytes,
+        status="ok",
+        gbps=gbps,
+        copy_gbps=copy_gbps,
+        frac_copy=gbps / copy_gbps,
+        rounds=timing.n,
+    )
+
+
 def run_loss_bench(
     device: torch.device | str = "cpu",
     cases: list[tuple[int, int]] = DEFAULT_CASES,
@@ -123,8 +177,8 @@ def run_loss_bench(
     progress: bool = True,
     impls: list[str] | None = None,
 ) -> pd.DataFrame:
-    """Time and peak extra memory of each implementation (default: all) at every (B, C) x
-    dtype: the rows of loss.csv."""
+    """Time, bandwidth and peak extra memory of each implementation (default: all) at every
+    (B, C) x dtype: the rows of loss.csv."""
     device = torch.device(device)
     impls = list(IMPLEMENTATIONS) if impls is None else impls
     unknown = sorted(set(impls) - set(IMPLEMENTATIONS))
@@ -142,24 +196,26 @@ def run_loss_bench(
         )
         reason = unavailable_reason(impl, device)
         if reason is not None:
-            nan = math.nan
-            rows.append(row | dict(median_ms=nan, q25_ms=nan, q75_ms=nan, peak_extra_mb=nan))
-            rows[-1] |= dict(peak_extra_over_logits=nan, status=reason)
+            rows.append(row | dict.fromkeys(COLUMNS[5:], math.nan) | dict(status=reason))
             continue
         logits, y_a, y_b = make_inputs(batch, classes, dtype, device)
-        step = fwd_bwd_step(IMPLEMENTATIONS[impl][0](), logits, y_a, y_b)
-        timing = measure(step, device, warmup=2, repeats=repeats)
-        peak = peak_extra_bytes(step, device)
-        logits_bytes = logits.numel() * logits.element_size()
-        rows.append(
-            row
-            | dict(
-                median_ms=timing.median_s * 1e3,
-                q25_ms=timing.q25_s * 1e3,
-                q75_ms=timing.q75_s * 1e3,
-                peak_extra_mb=peak / 2**20,
-                peak_extra_over_logits=peak / logits_bytes,
-                status="ok",
-            )
-        )
-    return pd.DataFrame(rows, columns=COLUMNS)
+        rows.append(row | _measure_row(impl, logits, y_a, y_b, device, repeats))
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    best = frame[frame["impl"].isin(PEERS)].groupby(["batch", "classes", "dtype"])["median_ms"]
+    best = best.min().rename("best_ms")
+    frame["vs_best_peer"] = frame["median_ms"] / frame.join(best, on=best.index.names)["best_ms"]
+    return frame
+
+
+def targets_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per (B, C, dtype): the best peer, mixlab's time over it, its share of the copy
+    bandwidth and its peak extra memory, for the issue's targets (<= 0.8 x the best peer,
+    >= 0.5 of copy where C >= 1000, <= 1.05 x the logits)."""
+    ok = frame[frame["status"] == "ok"]
+    keys = ["batch", "classes", "dtype"]
+    peers = ok[ok["impl"].isin(PEERS)]
+    best = peers.loc[peers.groupby(keys)["median_ms"].idxmin(), [*keys, "impl", "median_ms"]]
+    best = best.rename(columns={"impl": "best_peer", "median_ms": "best_peer_ms"})
+    ours = ok[ok["impl"].str.startswith("mixlab")]
+    ours = ours[[*keys, "impl", "median_ms", "vs_best_peer", "frac_copy", "peak_extra_over_logits"]]
+    return best.merge(ours, on=keys).reset_index(drop=True)

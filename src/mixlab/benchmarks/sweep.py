@@ -460,6 +460,8 @@ def _run(config: Config, args: argparse.Namespace) -> int:
         print(f"\nloss: {loss_status}")
     elif not loss.empty:
         print("\nloss:\n" + loss.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        targets = loss_bench.targets_table(loss)
+        print("\nloss, mixlab against the best peer:\n" + targets.to_string(index=False))
     print(f"\nwritten: {out}/mixing.csv, loss.csv, meta.json, benchmark.json")
 
     failed = int(mixing["status"].str.startswith("error").sum())

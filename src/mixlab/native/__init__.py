@@ -25,10 +25,10 @@ import torch
 
 from mixlab.native import build
 
-# One library: the mixing walk (mix.c) and the fused loss (loss.c); simd.h, which both
-# include, is not compiled on its own but is part of the cache key.
+# One library: the mixing walk (mix.c) and the fused loss (loss.c); the headers they
+# include are not compiled on their own but are part of the cache key.
 SOURCES = tuple(Path(__file__).with_name(name) for name in ("mix.c", "loss.c"))
-HEADERS = (Path(__file__).with_name("simd.h"),)
+HEADERS = tuple(Path(__file__).with_name(name) for name in ("simd.h", "vexp.h"))
 # No FMA contraction: float32 results are then bit-identical to the reference's
 # separate multiply and add. -march=native is safe because the cache key names it.
 CFLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fPIC", "-shared", "-fopenmp")
@@ -75,6 +75,8 @@ def bind(path: Path) -> ctypes.CDLL:
         i64,
     ]
     lib.mixlab_mix.restype = lib.mixlab_cutmix.restype = c_int
+    lib.mixlab_mix_out.argtypes = [ptr, ptr, c_int, i64, i64, ptr, ptr, ctypes.c_float, c_int]
+    lib.mixlab_mix_out.restype = c_int
     return lib
 
 
@@ -187,3 +189,25 @@ def cutmix_(x: torch.Tensor, perm: torch.Tensor, box: tuple[int, int, int, int])
         MIN_RUN_BYTES,
     )
     _check(status, "cutmix_", batch)
+
+
+def mix(x: torch.Tensor, perm: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:
+    """Out of place, in one pass: out[i] <- lam_i x[i] + (1 - lam_i) x[perm[i]] (x is left
+    alone); the same arguments as `mix_`, the same bits as the reference."""
+    _check_layout(x, perm, lam)
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    batch = x.shape[0]
+    per_sample = isinstance(lam, torch.Tensor)
+    status = load().mixlab_mix_out(
+        out.data_ptr(),
+        x.data_ptr(),
+        _DTYPE_CODES[x.dtype],
+        batch,
+        x.numel() // batch,
+        perm.data_ptr(),
+        lam.data_ptr() if per_sample else None,
+        0.0 if per_sample else lam,
+        _threads(x),
+    )
+    _check(status, "mix", batch)
+    return out

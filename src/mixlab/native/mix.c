@@ -30,21 +30,23 @@ enum { MAX_THREADS = 256 };
 /* status codes of the entry points; on an error no byte of x has been written */
 enum { MIXLAB_OK = 0, MIXLAB_NO_MEMORY = 1, MIXLAB_BAD_PERM = 2 };
 
-/* ---- row operations: dst[j] <- a*dst[j] + b*src[j] for n elements ----------------------
- * `ahead` is the same run of the row after next, prefetched meanwhile. src may equal dst (a fixed point, perm[i] == i): it still computes lam*x + (1-lam)*x, as
- * the reference does, so roundings and inf/NaN come out the same. */
+/* ---- row operations: dst[j] <- a*cur[j] + b*src[j] for n elements ---------------------
+ * In place dst == cur; `mix` out of place writes a third buffer. `ahead` is the same run of
+ * the row after next, prefetched meanwhile. src may equal cur (a fixed point, perm[i] == i):
+ * it still computes lam*x + (1-lam)*x, as the reference does, so roundings and inf/NaN come
+ * out the same. */
 
-#define DEFINE_MIX(name, T, LOAD, STORE, TO_F32, FROM_F32)                          \
-    static void name(void *dst, const void *src, const void *ahead, int64_t n, float a,  \
-                     float b) {                                                     \
-        T *d = dst;                                                                 \
-        const T *s = src;                                                           \
-        int64_t j = 0;                                                              \
-        for (; j + LANES <= n; j += LANES) {                                        \
-            __builtin_prefetch((const T *)ahead + j);                               \
-            STORE(d + j, a * LOAD(d + j) + b * LOAD(s + j));                        \
-        }                                                                           \
-        for (; j < n; j++) d[j] = FROM_F32(a * TO_F32(d[j]) + b * TO_F32(s[j]));   \
+#define DEFINE_MIX(name, T, LOAD, STORE, TO_F32, FROM_F32)                                   \
+    static void name(void *dst, const void *cur, const void *src, const void *ahead,          \
+                     int64_t n, float a, float b) {                                          \
+        T *d = dst;                                                                          \
+        const T *c = cur, *s = src;                                                          \
+        int64_t j = 0;                                                                       \
+        for (; j + LANES <= n; j += LANES) {                                                 \
+            __builtin_prefetch((const T *)ahead + j);                                        \
+            STORE(d + j, a * LOAD(c + j) + b * LOAD(s + j));                                 \
+        }                                                                                    \
+        for (; j < n; j++) d[j] = FROM_F32(a * TO_F32(c[j]) + b * TO_F32(s[j]));            \
     }
 
 #define IDENTITY(v) (v)
@@ -56,22 +58,28 @@ DEFINE_MIX(mix_f16, _Float16, load_f16, store_f16, HALF_TO_F32, F32_TO_HALF)
 /* bfloat16 is the top half of a float32, so a 32-bit word holding two of them widens
  * without shuffles: the even element is word << 16, the odd one word & 0xffff0000. Both
  * halves are mixed as float32 and rounded back in place; 2 * LANES elements a step. */
-static void mix_bf16(void *dst, const void *src, const void *ahead, int64_t n, float a,
-                     float b) {
+static void mix_bf16(void *dst, const void *cur, const void *src, const void *ahead, int64_t n,
+                     float a, float b) {
     uint16_t *d = dst;
-    const uint16_t *s = src;
+    const uint16_t *c = cur, *s = src;
     int64_t j = 0;
     for (; j + 2 * LANES <= n; j += 2 * LANES) {
         __builtin_prefetch((const uint16_t *)ahead + j);
-        vu32 wd, ws;
-        memcpy(&wd, d + j, sizeof wd);
+        vu32 wc, ws;
+        memcpy(&wc, c + j, sizeof wc);
         memcpy(&ws, s + j, sizeof ws);
-        vf32 even = a * (vf32)(wd << 16) + b * (vf32)(ws << 16);
-        vf32 odd = a * (vf32)(wd & 0xffff0000u) + b * (vf32)(ws & 0xffff0000u);
+        vf32 even = a * (vf32)(wc << 16) + b * (vf32)(ws << 16);
+        vf32 odd = a * (vf32)(wc & 0xffff0000u) + b * (vf32)(ws & 0xffff0000u);
         vu32 out = round_to_bf16_high(odd) | (round_to_bf16_high(even) >> 16);
         memcpy(d + j, &out, sizeof out);
     }
-    for (; j < n; j++) d[j] = f32_to_bf16(a * bf16_to_f32(d[j]) + b * bf16_to_f32(s[j]));
+    for (; j < n; j++) d[j] = f32_to_bf16(a * bf16_to_f32(c[j]) + b * bf16_to_f32(s[j]));
+}
+
+typedef void (*MixRow)(void *, const void *, const void *, const void *, int64_t, float, float);
+
+static MixRow mix_row(int dtype) {
+    return dtype == MIXLAB_F32 ? mix_f32 : dtype == MIXLAB_F16 ? mix_f16 : mix_bf16;
 }
 
 /* ---- the walk ----------------------------------------------------------------------- */
@@ -124,15 +132,10 @@ static void tile_op(const Walk *w, int64_t dst_row, const char *src, int src_pac
         char *d = dst_base + off;
         const char *s = src_packed ? src + (l - l0) * run : src + off;
         const char *p = ahead + off;
-        if (w->is_copy) {
+        if (w->is_copy)
             memcpy(d, s, (size_t)run);
-        } else if (w->dtype == MIXLAB_F32) {
-            mix_f32(d, s, p, nc, a, b);
-        } else if (w->dtype == MIXLAB_F16) {
-            mix_f16(d, s, p, nc, a, b);
-        } else {
-            mix_bf16(d, s, p, nc, a, b);
-        }
+        else
+            mix_row(w->dtype)(d, d, s, p, nc, a, b);
     }
 }
 
@@ -216,7 +219,8 @@ static int64_t find_cycles(const int64_t *perm, int64_t batch, int64_t *order,
  * which the hardware prefetcher gains nothing from a row before jumping to the next. */
 static Tiling make_tiling(const Region *r, int64_t elem, int64_t n_cycles, int64_t tile_bytes,
                           int64_t min_tasks, int64_t min_run_bytes) {
-    Tiling t;
+    Tiling t = {1, 1, 0, 0};
+    if (r->line_len <= 0 || r->n_lines <= 0) return t; /* nothing to touch: no tiles */
     int64_t tile_elems = tile_bytes / elem > 0 ? tile_bytes / elem : 1;
     int64_t min_run = min_run_bytes / elem > 0 ? min_run_bytes / elem : 1;
     int64_t total = r->n_lines * r->line_len;
@@ -257,6 +261,7 @@ static int walk(Walk *w, const int64_t *perm, int64_t batch, int n_threads, int6
     w->tiling = make_tiling(&w->region, w->elem, w->n_cycles, tile_bytes, 4 * (int64_t)n_threads,
                             min_run_bytes);
     w->n_tasks = w->n_cycles * w->tiling.n_line_groups * w->tiling.n_col_groups;
+    if (w->n_tasks == 0) goto done; /* rows of zero elements: perm was checked, nothing to do */
     w->keep_bytes = (size_t)(w->tiling.lines_per_tile * w->tiling.cols_per_tile * w->elem);
     w->next_task = 0;
     if (n_threads > w->n_tasks) n_threads = (int)w->n_tasks;
@@ -312,4 +317,25 @@ int mixlab_cutmix(void *x, int64_t elem, int64_t batch, int64_t planes, int64_t 
               .region = {planes * (y1 - y0), x1 - x0, y0 * width + x0, y1 - y0, height * width,
                          width}};
     return walk(&w, perm, batch, n_threads, tile_bytes, min_run_bytes);
+}
+
+/* Out of place, one pass: out[i] <- lam_i * x[i] + (1 - lam_i) * x[perm[i]]. No hazard (out
+ * is another buffer), so rows simply go to threads; each element of x is read about twice
+ * (as itself and as a partner) and out written once, where clone + mix_ moved four times
+ * the bytes. perm is checked first; on MIXLAB_BAD_PERM nothing has been written. */
+int mixlab_mix_out(void *out, const void *x, int dtype, int64_t batch, int64_t row_len,
+                   const int64_t *perm, const float *lam, float scalar_lam, int n_threads) {
+    for (int64_t i = 0; i < batch; i++)
+        if (perm[i] < 0 || perm[i] >= batch) return MIXLAB_BAD_PERM;
+    int64_t row_bytes = row_len * (dtype == MIXLAB_F32 ? 4 : 2);
+    MixRow mix = mix_row(dtype);
+    if (n_threads < 1) n_threads = 1;
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
+    for (int64_t i = 0; i < batch; i++) {
+        float a = lam ? lam[i] : scalar_lam;
+        const char *ahead = (const char *)x + perm[i + 1 < batch ? i + 1 : i] * row_bytes;
+        mix((char *)out + i * row_bytes, (const char *)x + i * row_bytes,
+            (const char *)x + perm[i] * row_bytes, ahead, row_len, a, 1.0f - a);
+    }
+    return MIXLAB_OK;
 }

@@ -1,0 +1,49 @@
+"""The loss sweep (mixlab.benchmarks.loss): every implementation computes the same loss and
+gradient, and the ratio columns are what they say (same-run ratios, the issue's targets)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mixlab import reference
+from mixlab.benchmarks import loss as loss_bench
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize(
+    "impl", ["dense_log_softmax", "ce_prob_target", "ce_pair", "compiled_pair", "mixlab_torch"]
+)
+def test_every_implementation_does_the_references_work(impl, dtype):
+    logits, y_a, y_b = loss_bench.make_inputs(6, 13, dtype, "cpu")
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    fn = loss_bench.IMPLEMENTATIONS[impl][0]()
+    results = []
+    for loss_fn in (fn, lambda z, a, b, lam: reference.mixup_cross_entropy(z, a, b, lam)):
+        z = logits.detach().clone().requires_grad_()
+        loss = loss_fn(z, y_a, y_b, loss_bench.LAM)
+        loss.backward()
+        results.append((loss.detach().float(), z.grad.float()))
+    (got, got_grad), (want, want_grad) = results
+    torch.testing.assert_close(got, want, atol=tol, rtol=tol)
+    torch.testing.assert_close(got_grad, want_grad, atol=tol, rtol=tol)
+
+
+def test_sweep_columns_are_same_run_ratios(monkeypatch):
+    monkeypatch.setattr(loss_bench, "ROW_SECONDS", 0.01)
+    impls = ["ce_pair", "dense_log_softmax", "mixlab_torch", "mixlab_triton"]
+    frame = loss_bench.run_loss_bench("cpu", [(8, 300)], [torch.float32], 3, False, impls)
+    rows = frame.set_index("impl")
+    ok = rows[rows["status"] == "ok"]
+    logits_bytes = 8 * 300 * 4
+    assert ok["gbps"].to_numpy() == pytest.approx(3 * logits_bytes / ok["median_ms"] / 1e6)
+    assert ok["frac_copy"].to_numpy() == pytest.approx(ok["gbps"] / ok["copy_gbps"])
+    best = ok.loc[["ce_pair", "dense_log_softmax"], "median_ms"].min()
+    assert ok["vs_best_peer"].to_numpy() == pytest.approx(ok["median_ms"] / best)
+    assert (ok["rounds"] >= loss_bench.MIN_REPEATS).all()
+    table = loss_bench.targets_table(frame)
+    assert len(table) == 1 and table.loc[0, "impl"] == "mixlab_torch"
+    assert (
+        table.loc[0, "best_peer"] == ok.loc[["ce_pair", "dense_log_softmax"], "median_ms"].idxmin()
+    )
+    assert table.loc[0, "vs_best_peer"] == pytest.approx(rows.loc["mixlab_torch", "vs_best_peer"])
