@@ -349,7 +349,7 @@ def test_report_study_whose_configs_lack_initial_budget(tmp_path, capsys):
                         "alpha": CategoricalDistribution([0.0, 0.4]),
                         "seed": CategoricalDistribution([0, 1]),
                     },
-                    value=0.5 + alpha / 10 + seed / 100,
+                    value=0.5 + alpha / 10 + seed / 100 + 0.007 * alpha * seed,
                     user_attrs={"config": {"alpha": alpha, "seed": seed}},
                 )
             )

@@ -193,7 +193,11 @@ def _device(value: str | None) -> torch.device:
 def _available_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    try:  # free memory plus what the kernel can reclaim (the page cache)
+        meminfo = Path("/proc/meminfo").read_text()
+        return int(meminfo.split("MemAvailable:")[1].split()[0]) * 1024
+    except (OSError, IndexError, ValueError):
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def _check_memory(sizes: list[tuple[tuple[int, ...], int]], device: torch.device) -> None:
@@ -233,9 +237,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
     dtype_names = _choose("--dtypes", _split(args.dtypes, all_dtypes), DTYPES)
     device = _device(args.device)
     sizes = parse_sizes(args.sizes or (QUICK_SIZES if args.quick else "cifar,imagenet"))
-    _check_memory(sizes, device)
     impls = _choose("--impls", _split(args.impls, ",".join(PEERS)), PEERS)
     ops = _choose("--ops", _split(args.ops, ",".join(OPS)), OPS)
+    _check_memory(sizes, device)
     try:  # last: the folder is created only when every other option is right
         check_output_folder(args.out)
     except ValueError as e:

@@ -298,8 +298,9 @@ def _worker_process(settings: RunSettings, index: int, n_workers: int) -> None:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     torch.set_num_threads(max(1, (cores or 1) // n_workers))
     try:
-        Worker(settings, index).run()
-    except (storages.StorageError, optuna.exceptions.StorageInternalError) as err:
+        with storages.errors_named(settings.storage_url):
+            Worker(settings, index).run()
+    except storages.StorageError as err:
         print(f"mixlab ablate: worker {index}: {err}", file=sys.stderr)
         sys.exit(3)
 
@@ -307,10 +308,11 @@ def _worker_process(settings: RunSettings, index: int, n_workers: int) -> None:
 def run_study(settings: RunSettings, workers: int = 1) -> Survey:
     """Create or resume the study, run `workers` worker processes on it (in this process
     when 1) until it needs no more trials, and return where it stands."""
-    prepare_study(settings.spec, settings.storage_url)
-    if workers == 1:
-        Worker(settings).run()
-        return summarize(settings)
+    with storages.errors_named(settings.storage_url):
+        prepare_study(settings.spec, settings.storage_url)
+        if workers == 1:
+            Worker(settings).run()
+            return summarize(settings)
     ctx = multiprocessing.get_context("spawn")  # no fork: torch and threads do not survive it
     procs = [
         ctx.Process(target=_worker_process, args=(settings, i, workers), name=f"worker {i}")

@@ -43,7 +43,11 @@ class StorageError(RuntimeError):
 
 def storage_error(url: str, err: BaseException) -> StorageError:
     """`err` as one line naming --storage and the masked URL."""
-    cause = getattr(err, "orig", None) or err  # SQLAlchemy wraps the driver's error
+    cause = err
+    # Optuna's StorageInternalError wraps SQLAlchemy's error, which wraps the driver's:
+    # the innermost says what happened ("database or disk is full").
+    while getattr(cause, "orig", None) or cause.__cause__:
+        cause = getattr(cause, "orig", None) or cause.__cause__
     text = " ".join(str(cause).split()) or type(cause).__name__
     password = urlsplit(url).password if "://" in url else None
     if password:
@@ -231,6 +235,18 @@ def claim_lock(url: str, study_name: str) -> Iterator[None]:
                 conn.commit()
     finally:
         engine.dispose()
+
+
+@contextmanager
+def errors_named(url: str) -> Iterator[None]:
+    """Inside: a database error surfacing from Optuna mid-run becomes a StorageError."""
+    import optuna
+    import sqlalchemy
+
+    try:
+        yield
+    except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as err:
+        raise storage_error(url, err) from err
 
 
 def recover_journal(url: str) -> str | None:
