@@ -27,9 +27,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Errors a user's input or machine can cause: one line and exit 2, never a traceback.
+# Named lazily, from the modules a subcommand loaded, so `mixlab --help` stays light.
+USER_ERRORS = (
+    ("mixlab.studies.storage", "StorageError"),
+    ("mixlab.native.build", "UnsafeCacheError"),
+    ("optuna.exceptions", "StorageInternalError"),
+    ("sqlalchemy.exc", "SQLAlchemyError"),
+)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    loaded = [getattr(sys.modules[m], n) for m, n in USER_ERRORS if m in sys.modules]
+    return (ValueError, OSError, MemoryError, *loaded)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(importlib.import_module(args._module).run(args) or 0)
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except KeyboardInterrupt:
+        print(f"mixlab {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except _user_errors() as err:
+        # A chained error (SQLAlchemy's, Optuna's) says little; its cause says what failed.
+        cause = err.__cause__ or err
+        text = " ".join(str(err).split()) or type(err).__name__
+        if cause is not err and str(cause):
+            text += f" ({' '.join(str(cause).split())})"
+        print(f"mixlab {args.command}: {type(err).__name__}: {text}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -24,16 +24,45 @@ def load_results(path: str | Path) -> pd.DataFrame:
         path = path / "mixing.csv"
     if not path.is_file():
         raise FileNotFoundError(f"--compare: no such baseline {path}")
-    if path.suffix == ".json":
-        doc = json.loads(path.read_text())
-        rows = [{**b["params"], **b["extra_info"]} for b in doc.get("benchmarks", [])]
-        frame = pd.DataFrame(rows)
-    else:
-        frame = pd.read_csv(path)
+    try:
+        frame = _json_rows(path) if path.suffix == ".json" else pd.read_csv(path)
+    except (UnicodeDecodeError, json.JSONDecodeError, pd.errors.ParserError) as err:
+        raise ValueError(f"--compare: {path} cannot be read ({err})") from None
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"--compare: {path} is empty") from None
     missing = [c for c in [*KEYS, "frac_copy", "status"] if c not in frame.columns]
     if missing:
         raise ValueError(f"--compare: {path} lacks the columns {missing}")
-    return frame
+    return _numeric_frac_copy(frame, path)
+
+
+def _json_rows(path: Path) -> pd.DataFrame:
+    """The benchmarks of a benchmark.json: each {"params": {...}, "extra_info": {...}}."""
+    doc = json.loads(path.read_text())
+    benchmarks = doc.get("benchmarks", []) if isinstance(doc, dict) else None
+    if not isinstance(benchmarks, list):
+        raise ValueError(f'--compare: {path} is not a benchmark.json (no "benchmarks" list)')
+    rows = []
+    for i, bench in enumerate(benchmarks):
+        bench = bench if isinstance(bench, dict) else {}
+        parts = [bench.get("params"), bench.get("extra_info")]
+        if not all(isinstance(p, dict) for p in parts):
+            raise ValueError(
+                f'--compare: {path}: benchmarks[{i}] needs "params" and "extra_info" objects'
+            )
+        rows.append({**parts[0], **parts[1]})
+    return pd.DataFrame(rows)
+
+
+def _numeric_frac_copy(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    values = pd.to_numeric(frame["frac_copy"], errors="coerce")
+    bad = values.isna() & frame["frac_copy"].notna()
+    if bad.any():
+        raise ValueError(
+            f"--compare: {path}: frac_copy is not a number in row {int(bad.idxmax())} "
+            f"({frame['frac_copy'][bad].iloc[0]!r})"
+        )
+    return frame.assign(frac_copy=values)
 
 
 def regressions(current: pd.DataFrame, baseline: pd.DataFrame, threshold: float) -> pd.DataFrame:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,7 @@ from mixlab.benchmarks import compare, provenance
 from mixlab.benchmarks import loss as loss_bench
 from mixlab.benchmarks.peers import OPS, PEERS, Peer, copy_of, effective_bytes, make_case
 from mixlab.benchmarks.timing import Timing, measure_beside
+from mixlab.output import check_output_folder
 
 # The issue's sizes: CIFAR-like and ImageNet-like batches.
 PRESETS: dict[str, tuple[tuple[int, int, int], tuple[int, ...]]] = {
@@ -62,6 +65,9 @@ MIXING_COLUMNS = [
 ]
 DEFAULT_OUT = "reports/bench/latest"
 MIN_REPEATS = 3
+# Buffers of x's size a row holds at once: the fp32 batch it is drawn in, x, its pristine
+# copy, the copy's destination and a peer's out-of-place result.
+BUFFERS_PER_CASE = 5
 ROW_SECONDS, QUICK_ROW_SECONDS = 0.4, 0.15
 
 
@@ -184,6 +190,27 @@ def _device(value: str | None) -> torch.device:
     return device
 
 
+def _available_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:  # free memory plus what the kernel can reclaim (the page cache)
+        meminfo = Path("/proc/meminfo").read_text()
+        return int(meminfo.split("MemAvailable:")[1].split()[0]) * 1024
+    except (OSError, IndexError, ValueError):
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def _check_memory(sizes: list[tuple[tuple[int, ...], int]], device: torch.device) -> None:
+    available = _available_bytes(device)
+    for shape, batch in sizes:
+        need = BUFFERS_PER_CASE * batch * math.prod(shape) * 4  # drawn in fp32
+        if need > available:
+            raise SystemExit(
+                f"--sizes: {batch}x{'x'.join(map(str, shape))} needs about {need / 2**30:.1f} "
+                f"GiB, more than the {available / 2**30:.1f} GiB available on {device.type}"
+            )
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     """Check every option (errors name it) before anything is measured or written."""
     if args.repeats < 1:
@@ -193,9 +220,11 @@ def config_from_args(args: argparse.Namespace) -> Config:
     if args.row_seconds is None:
         args.row_seconds = QUICK_ROW_SECONDS if args.quick else ROW_SECONDS
     for option in ("row_seconds", "max_call_s", "budget_s"):
-        if getattr(args, option) <= 0:
+        value = getattr(args, option)
+        # nan passes every comparison: each must be a finite number of seconds
+        if not (math.isfinite(value) and value > 0):
             name = "--" + option.replace("_", "-")
-            raise SystemExit(f"{name}: must be > 0, got {getattr(args, option)}")
+            raise SystemExit(f"{name}: must be a finite number of seconds > 0, got {value}")
     if not 0.0 <= args.threshold < 1.0:
         raise SystemExit(f"--threshold: must lie in [0, 1), got {args.threshold}")
     baseline = None
@@ -206,12 +235,21 @@ def config_from_args(args: argparse.Namespace) -> Config:
             raise SystemExit(str(e)) from None
     all_dtypes = QUICK_DTYPES if args.quick else "float32,float16,bfloat16"
     dtype_names = _choose("--dtypes", _split(args.dtypes, all_dtypes), DTYPES)
+    device = _device(args.device)
+    sizes = parse_sizes(args.sizes or (QUICK_SIZES if args.quick else "cifar,imagenet"))
+    impls = _choose("--impls", _split(args.impls, ",".join(PEERS)), PEERS)
+    ops = _choose("--ops", _split(args.ops, ",".join(OPS)), OPS)
+    _check_memory(sizes, device)
+    try:  # last: the folder is created only when every other option is right
+        check_output_folder(args.out)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     return Config(
-        sizes=parse_sizes(args.sizes or (QUICK_SIZES if args.quick else "cifar,imagenet")),
+        sizes=sizes,
         dtypes=list(dict.fromkeys(DTYPES[d] for d in dtype_names)),
-        impls=_choose("--impls", _split(args.impls, ",".join(PEERS)), PEERS),
-        ops=_choose("--ops", _split(args.ops, ",".join(OPS)), OPS),
-        device=_device(args.device),
+        impls=impls,
+        ops=ops,
+        device=device,
         repeats=args.repeats,
         row_seconds=args.row_seconds,
         budget_s=args.budget_s,

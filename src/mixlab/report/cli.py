@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from mixlab.output import check_output_folder
 from mixlab.report import figures, stats
 from mixlab.report.load import Bench, Equivalence, Study, load_bench, load_equivalence, load_study
 from mixlab.report.render import Code, Figure, Note, Section, Table, Text, to_html, to_markdown
@@ -56,12 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     try:
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"--out: {out} exists and is not a folder")
         study = _study(args)
         bench = load_bench(args.bench)
         equivalence = load_equivalence(args.equivalence)
-    except ValueError as error:
+        check_output_folder(out)
+    except (ValueError, storage.StorageError) as error:
         print(f"mixlab report: {error}", file=sys.stderr)
         return 2
     write_report(out, study, bench, equivalence, bench_dir=args.bench, eq_path=args.equivalence)
@@ -285,16 +285,20 @@ def _gain_sections(
         heat_axes = axes if "initial_budget" in axes else [*axes, "initial_budget"]
         gains = stats.paired_tests(trials, heat_axes, "alpha", 0)
         gains.to_csv(out / "table_gain_over_alpha0.csv", index=False)
-        figures.gain_heatmap(gains, out / "fig_gain_over_alpha0.png")
-        heat.blocks.append(
-            Figure(
-                "fig_gain_over_alpha0.png",
-                "AULC gain over alpha=0 by alpha and initial budget",
-                "Cell = mean over seeds of AULC(α) − AULC(α=0) for the same seed and the "
-                "same other settings, in percentage points; red = mixup hurts, blue = helps.",
-                "table_gain_over_alpha0.csv",
+        if gains.empty:  # e.g. trials whose configs name no initial budget
+            heat.blocks.append(Note("no trial names its initial budget: no heatmap."))
+        else:
+            figures.gain_heatmap(gains, out / "fig_gain_over_alpha0.png")
+            heat.blocks.append(
+                Figure(
+                    "fig_gain_over_alpha0.png",
+                    "AULC gain over alpha=0 by alpha and initial budget",
+                    "Cell = mean over seeds of AULC(α) − AULC(α=0) for the same seed and the "
+                    "same other settings, in percentage points; red = mixup hurts, blue = "
+                    "helps.",
+                    "table_gain_over_alpha0.csv",
+                )
             )
-        )
         sections.append(_tests_section(tests["alpha"], axes, "alpha", out))
     if "strategy" not in tests:
         sections.append(

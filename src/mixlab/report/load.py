@@ -32,6 +32,9 @@ LOSS_COLUMNS = (
     "peak_extra_over_logits",
     "status",
 )
+# Of those, the ones that hold numbers (empty where a row was not measured).
+NUMERIC_COLUMNS = ("batch", "classes", "median_ms", "frac_copy", "peak_extra_over_logits")
+EQUIVALENCE_COLUMNS = ("kernel", "backend", "dtype", "case", "max_err", "atol", "passed", "test")
 
 
 @dataclass
@@ -135,6 +138,8 @@ def load_bench(folder: str | Path) -> Bench | None:
     loss = _read_csv(folder / "loss.csv", LOSS_COLUMNS)
     meta_path = folder / "meta.json"
     meta = _read_json(meta_path, "--bench") if meta_path.is_file() else None
+    if meta is not None and not isinstance(meta, dict):
+        raise ValueError(f"--bench: {meta_path} is not a JSON object")
     if mixing is None and loss is None:
         return None
     return Bench(folder, mixing, loss, meta)
@@ -143,11 +148,31 @@ def load_bench(folder: str | Path) -> Bench | None:
 def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame | None:
     if not path.is_file():
         return None
-    frame = pd.read_csv(path)
+    try:
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"--bench: {path} is empty") from None
+    except (UnicodeDecodeError, pd.errors.ParserError) as err:
+        raise ValueError(f"--bench: {path} is not a CSV file ({err})") from None
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ValueError(f"--bench: {path} lacks the columns {', '.join(missing)}")
+    for column in (c for c in NUMERIC_COLUMNS if c in columns):
+        _require_numbers(frame, column, f"--bench: {path}")
     return frame if len(frame) else None
+
+
+def _require_numbers(frame: pd.DataFrame, column: str, where: str) -> None:
+    """Numbers (or empty cells) in `column`, converted in place; ValueError otherwise."""
+    values = pd.to_numeric(frame[column], errors="coerce")
+    bad = values.isna() & frame[column].notna()
+    if bad.any():
+        row = int(bad.to_numpy().argmax())
+        raise ValueError(
+            f"{where}: column {column} holds {frame[column].iloc[row]!r} in row {row + 1}, "
+            "not a number"
+        )
+    frame[column] = values
 
 
 def load_equivalence(path: str | Path) -> Equivalence | None:
@@ -155,10 +180,16 @@ def load_equivalence(path: str | Path) -> Equivalence | None:
     if not path.is_file():
         return None
     doc = _read_json(path, "--equivalence")
-    rows = pd.DataFrame(
-        doc.get("rows", []),
-        columns=["kernel", "backend", "dtype", "case", "max_err", "atol", "passed", "test"],
-    )
+    raw_rows = doc.get("rows", []) if isinstance(doc, dict) else None
+    if not isinstance(raw_rows, list):
+        raise ValueError(f'--equivalence: {path} is not an equivalence file (no "rows" list)')
+    for i, row in enumerate(raw_rows):
+        missing = [c for c in EQUIVALENCE_COLUMNS if not isinstance(row, dict) or c not in row]
+        if missing:
+            raise ValueError(f"--equivalence: {path}: rows[{i}] lacks {', '.join(missing)}")
+    rows = pd.DataFrame(raw_rows, columns=list(EQUIVALENCE_COLUMNS))
+    for column in ("max_err", "atol"):
+        _require_numbers(rows, column, f"--equivalence: {path}")
     rows["dtype"] = rows["dtype"].astype(str).str.removeprefix("torch.")
     rows["passed"] = rows["passed"].eq(True)  # only an explicit pass counts
     meta = {k: v for k, v in doc.items() if k != "rows"}
@@ -167,6 +198,6 @@ def load_equivalence(path: str | Path) -> Equivalence | None:
 
 def _read_json(path: Path, argument: str):
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"{argument}: {path} is not valid JSON ({err})") from None

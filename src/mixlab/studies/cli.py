@@ -7,10 +7,13 @@ Run the same command again to resume a stopped study; run it on several machines
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from mixlab.studies import runner, storage
-from mixlab.studies.spec import SpecError, describe, load_spec
+from mixlab.studies.spec import SpecError, check_runnable_here, describe, load_spec
+
+MAX_WORKERS = 256
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--storage",
         help="Optuna storage: a journal file path, postgresql://user@host/db or sqlite:///PATH "
-        f"(default: {storage.default_url('NAME')}, NAME from the spec)",
+        f"(default: {storage.default_url('NAME')}, NAME from the spec); a server gets "
+        f"{storage.CONNECT_TIMEOUT_S} s to connect unless the URL says ?connect_timeout=N",
     )
     parser.add_argument(
         "--workers", type=int, default=1, help="worker processes on this machine (default 1)"
@@ -38,19 +42,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def check_options(args: argparse.Namespace) -> None:
+    """Every numeric option in range; raises SystemExit naming the option."""
     for name, value in (("--workers", args.workers), ("--n-trials", args.n_trials)):
         if value is not None and value < 1:
             raise SystemExit(f"mixlab ablate: {name}: must be >= 1, got {value}")
-    if args.heartbeat <= 0:
-        raise SystemExit(f"mixlab ablate: --heartbeat: must be > 0, got {args.heartbeat}")
+    if args.workers > MAX_WORKERS:
+        raise SystemExit(f"mixlab ablate: --workers: at most {MAX_WORKERS}, got {args.workers}")
+    # nan would busy-loop the heartbeat, inf would stop it (a dead worker never seen lost).
+    if not (math.isfinite(args.heartbeat) and 0 < args.heartbeat <= runner.MAX_HEARTBEAT_S):
+        raise SystemExit(
+            f"mixlab ablate: --heartbeat: must be a number of seconds in "
+            f"(0, {runner.MAX_HEARTBEAT_S:g}], got {args.heartbeat}"
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    check_options(args)
     try:
         spec = load_spec(args.spec)
+        check_runnable_here(spec)
         url = storage.normalize_url(args.storage or storage.default_url(spec.name))
         settings = runner.RunSettings(spec, url, args.n_trials, args.heartbeat)
         # A different spec under an existing study name is found before anything runs.
         state = runner.run_study(settings, args.workers)
-    except (SpecError, storage.StorageURLError) as err:
+    except (SpecError, storage.StorageURLError, storage.StorageError) as err:
         print(f"mixlab ablate: {err}", file=sys.stderr)
         return 2
     print(report(settings, state))

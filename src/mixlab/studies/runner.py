@@ -8,15 +8,8 @@ twice), and create its trial RUNNING with the point as params, all before the lo
 released, so the next claimer sees it. TPE trials are asked from the sampler under the
 same lock, so that the workers together stop at n_trials.
 
-Liveness. A worker stamps its trials with who runs them (machine, pid) and a heartbeat
-time it refreshes every `heartbeat_s` seconds. A RUNNING trial is lost when its process is
-gone from this machine, or its heartbeat is older than GRACE_BEATS beats (a dead machine;
-machines sharing a study need clocks that agree to well within that). The next claimer
-fails it (FAIL without an "error" attr) and its point is run again. A lost trial is not a
-failure of the point; a trial whose objective raises is FAIL with user_attr "error", and
-its point is retried once. A worker whose trial was taken as lost while it still ran gets
-UpdateFinishedTrialError when it records the result, and drops it: the storage accepts
-one final state per trial, so every point ends COMPLETE exactly once.
+Liveness, and how results are recorded: mixlab.studies.survey. Creating the study:
+mixlab.studies.creation.
 
 The learning curve and config of each trial are stored in its user_attrs (contract 3).
 """
@@ -25,20 +18,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import multiprocessing
 import os
-import platform
-import socket
 import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from importlib import metadata
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -48,28 +36,25 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from mixlab.studies import storage as storages
-from mixlab.studies.spec import Range, SpecError, StudySpec, describe
+from mixlab.studies.creation import SPEC_ATTR, prepare_study, study_attrs  # noqa: F401
+from mixlab.studies.spec import Range, StudySpec, describe
+from mixlab.studies.survey import (  # noqa: F401
+    DEFAULT_HEARTBEAT_S,
+    GRACE_BEATS,
+    HEARTBEAT_ATTR,
+    MACHINE,
+    SUPERSEDED_ATTR,
+    WORKER_ATTR,
+    Survey,
+    is_lost,
+    point_key,
+    survey,
+)
 
-WORKER_ATTR = "mixlab:worker"  # trial system attr: {"machine", "pid", "heartbeat_s"}
-HEARTBEAT_ATTR = "mixlab:heartbeat"  # trial system attr: unix time of the last beat
-DEFAULT_HEARTBEAT_S = 10.0
-GRACE_BEATS = 6  # a RUNNING trial silent for this many heartbeats is lost
-MAX_ATTEMPTS = 2  # a grid point whose objective raises is retried once
+MAX_HEARTBEAT_S = 3600.0
 
 # ActiveLearningConfig -> LearningCurve (contract 2)
 Objective = Callable[[Any], Any]
-
-
-def _machine_id() -> str:
-    # The boot id tells apart machines that share a host name (and reboots of one).
-    try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        boot = ""
-    return f"{socket.gethostname()}/{boot}"
-
-
-MACHINE = _machine_id()
 
 
 @dataclass(frozen=True)
@@ -85,147 +70,6 @@ class RunSettings:
     # None: mixlab.active.loop.run_active_learning
     objective: Objective | None = None
     progress: bool = True
-
-
-@dataclass
-class Survey:
-    """Where a study stands, read from its trials."""
-
-    total: int  # grid points (or TPE trials) this run must complete
-    complete: int
-    in_flight: int  # live RUNNING trials that count toward `total`
-    can_claim: bool
-    next_point: dict[str, Any] | None  # the grid point to claim next (None for tpe)
-    best: FrozenTrial | None
-    # grid points whose objective raised MAX_ATTEMPTS times: (params, last error)
-    failed: list[tuple[dict[str, Any], str]] = field(default_factory=list)
-    lost: int = 0  # trials taken as lost (worker killed) and run again
-
-
-def survey(settings: RunSettings, trials: list[FrozenTrial]) -> Survey:
-    spec = settings.spec
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    running = [t for t in trials if t.state == TrialState.RUNNING]
-    raised = [t for t in trials if _raised(t)]
-    lost = sum(t.state == TrialState.FAIL and not _raised(t) for t in trials)
-    if spec.sampler == "tpe":
-        best = max(complete, key=_value, default=None)
-        total = settings.n_trials or spec.n_trials
-        open_slots = total - len(complete) - len(raised) - len(running)
-        return Survey(total, len(complete), len(running), open_slots > 0, None, best, [], lost)
-
-    points = spec.grid_points()[: settings.n_trials]
-    status = {point_key(p): {"complete": 0, "running": 0, "raised": []} for p in points}
-    for t in trials:
-        s = status.get(point_key(t.params))
-        if s is None:
-            continue  # a point outside this run's --n-trials
-        if t.state == TrialState.COMPLETE:
-            s["complete"] += 1
-        elif t.state == TrialState.RUNNING:
-            s["running"] += 1
-        elif _raised(t):
-            s["raised"].append(t.user_attrs["error"])
-    done = [p for p in points if status[point_key(p)]["complete"]]
-    best = max((t for t in complete if point_key(t.params) in status), key=_value, default=None)
-    claimable, failed, in_flight = [], [], 0
-    for p in points:
-        s = status[point_key(p)]
-        if s["complete"]:
-            continue
-        if s["running"]:
-            in_flight += 1
-        elif len(s["raised"]) >= MAX_ATTEMPTS:
-            failed.append((p, s["raised"][-1]))
-        else:
-            claimable.append(p)
-    next_point = claimable[0] if claimable else None
-    return Survey(
-        len(points), len(done), in_flight, bool(claimable), next_point, best, failed, lost
-    )
-
-
-def point_key(params: dict[str, Any]) -> tuple:
-    """A hashable identity of a grid point (its params)."""
-    return tuple(sorted(params.items()))
-
-
-def _value(trial: FrozenTrial) -> float:
-    return trial.value
-
-
-def _raised(trial: FrozenTrial) -> bool:
-    return trial.state == TrialState.FAIL and "error" in trial.user_attrs
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    if not Path("/proc").is_dir():
-        return True
-    try:
-        # A killed worker whose parent has not reaped it yet is a zombie: dead.
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
-def is_lost(trial: FrozenTrial, now: float) -> bool:
-    """A RUNNING trial whose worker is dead (see the module docstring)."""
-    worker = trial.system_attrs.get(WORKER_ATTR, {})
-    if worker.get("machine") == MACHINE and not _process_alive(worker["pid"]):
-        return True
-    # No stamp yet (killed between creating the trial and stamping it): its start time.
-    beat = trial.system_attrs.get(HEARTBEAT_ATTR, trial.datetime_start.timestamp())
-    return now - beat > GRACE_BEATS * worker.get("heartbeat_s", DEFAULT_HEARTBEAT_S)
-
-
-def study_attrs(spec: StudySpec) -> dict[str, Any]:
-    """The study's user_attrs (contract 3)."""
-    import mixlab
-
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "spec": _jsonable(spec.raw),
-        "spec_path": spec.path,
-        "objective": spec.objective,
-        "mixlab_version": mixlab.__version__,
-        "torch_version": metadata.version("torch"),
-        "machine": f"{platform.node()}: {platform.platform()}, {cpus} CPUs",
-    }
-
-
-def _jsonable(value):
-    return json.loads(json.dumps(value))
-
-
-def prepare_study(spec: StudySpec, url: str) -> None:
-    """Create the study (or check that the existing one was made from this spec)."""
-    with storages.claim_lock(url, spec.name):
-        # Under the lock: workers starting together on an empty database would race to
-        # create Optuna's tables.
-        storage = storages.open_storage(url, create=True)
-        existing = {s.study_name for s in storage.get_all_studies()}
-        if spec.name in existing:
-            stored = optuna.load_study(study_name=spec.name, storage=storage).user_attrs
-            ours = _jsonable(spec.raw)
-            if stored.get("spec") != ours:
-                old = stored.get("spec", {})
-                changed = sorted(k for k in {*old, *ours} if old.get(k) != ours.get(k))
-                raise SpecError(
-                    f"{spec.path}: study {spec.name!r} in {storages.mask_password(url)} was "
-                    f"created from a different spec (differs in: {', '.join(changed)}); "
-                    "rename the study or use another --storage"
-                )
-            return
-        study = optuna.create_study(study_name=spec.name, storage=storage, direction="maximize")
-        for key, value in study_attrs(spec).items():
-            study.set_user_attr(key, value)
 
 
 class _Heartbeat:
@@ -291,7 +135,7 @@ class Worker:
         bar = None
         while True:
             with storages.claim_lock(self.settings.storage_url, self.spec.name):
-                state = survey(self.settings, self._read_trials())
+                state = survey(self.spec, self.settings.n_trials, self._read_trials())
                 claimed = self._claim(state) if state.can_claim else None
             bar = bar or self._progress_bar(state)
             self._show(bar, state)
@@ -370,11 +214,46 @@ class Worker:
                     self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
                     raise
                 attrs = {"config": dataclasses.asdict(config), **curve.to_dict()}
+                self._record(trial_id, params, value, attrs, label)
+            except UpdateFinishedTrialError:
+                tqdm.write(f"{label} was taken as lost by another worker; result dropped")
+
+    def _record(self, trial_id: int, params: dict, value: float, attrs: dict, label: str) -> None:
+        """Store a finished result. A grid point gets one COMPLETE trial: checked under the
+        claim lock, so a result whose trial was taken as lost while it still ran is kept
+        (as a new trial) when its point is not complete yet, and dropped when it is."""
+        if self.spec.sampler != "grid":
+            for key, attr in attrs.items():
+                self.storage.set_trial_user_attr(trial_id, key, attr)
+            self.storage.set_trial_state_values(trial_id, TrialState.COMPLETE, [value])
+            return
+        with storages.claim_lock(self.settings.storage_url, self.spec.name):
+            trials = self.storage.get_all_trials(self.study_id, deepcopy=False)
+            index = self.spec.point_index(params)
+            done = any(
+                t.state == TrialState.COMPLETE and self.spec.point_index(t.params) == index
+                for t in trials
+            )
+            if done:
+                tqdm.write(f"{label}: its point was completed by another worker; dropped")
+                with contextlib.suppress(UpdateFinishedTrialError):
+                    self.storage.set_trial_user_attr(trial_id, SUPERSEDED_ATTR, True)
+                    self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+                return
+            try:
                 for key, attr in attrs.items():
                     self.storage.set_trial_user_attr(trial_id, key, attr)
                 self.storage.set_trial_state_values(trial_id, TrialState.COMPLETE, [value])
             except UpdateFinishedTrialError:
-                tqdm.write(f"{label} was taken as lost by another worker; result dropped")
+                tqdm.write(f"{label} was taken as lost while it ran; its result is kept")
+                template = optuna.trial.create_trial(
+                    params=params,
+                    distributions={axis: self.distributions[axis] for axis in params},
+                    value=value,
+                    user_attrs=attrs,
+                    system_attrs=self._stamp(),
+                )
+                self.storage.create_new_trial(self.study_id, template_trial=template)
 
     def _progress_bar(self, state: Survey) -> tqdm:
         # Trials done in the whole study (all workers), out of the trials it needs.
@@ -408,7 +287,8 @@ def summarize(settings: RunSettings) -> Survey:
     """Where the study stands now."""
     storage = storages.open_storage(settings.storage_url)
     study_id = storage.get_study_id_from_name(settings.spec.name)
-    return survey(settings, storage.get_all_trials(study_id, deepcopy=False))
+    trials = storage.get_all_trials(study_id, deepcopy=False)
+    return survey(settings.spec, settings.n_trials, trials)
 
 
 def _worker_process(settings: RunSettings, index: int, n_workers: int) -> None:
@@ -417,16 +297,22 @@ def _worker_process(settings: RunSettings, index: int, n_workers: int) -> None:
     # Share the cores instead of every worker using all of them.
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     torch.set_num_threads(max(1, (cores or 1) // n_workers))
-    Worker(settings, index).run()
+    try:
+        with storages.errors_named(settings.storage_url):
+            Worker(settings, index).run()
+    except storages.StorageError as err:
+        print(f"mixlab ablate: worker {index}: {err}", file=sys.stderr)
+        sys.exit(3)
 
 
 def run_study(settings: RunSettings, workers: int = 1) -> Survey:
     """Create or resume the study, run `workers` worker processes on it (in this process
     when 1) until it needs no more trials, and return where it stands."""
-    prepare_study(settings.spec, settings.storage_url)
-    if workers == 1:
-        Worker(settings).run()
-        return summarize(settings)
+    with storages.errors_named(settings.storage_url):
+        prepare_study(settings.spec, settings.storage_url)
+        if workers == 1:
+            Worker(settings).run()
+            return summarize(settings)
     ctx = multiprocessing.get_context("spawn")  # no fork: torch and threads do not survive it
     procs = [
         ctx.Process(target=_worker_process, args=(settings, i, workers), name=f"worker {i}")

@@ -87,12 +87,37 @@ class StudySpec:
 
     def grid_points(self) -> list[dict[str, Any]]:
         """Every combination of the swept axes, in a fixed order (grid sampler only)."""
-        return list(self._grid_points)
+        return [self.point(i) for i in range(self.grid_size)]
 
     @functools.cached_property
-    def _grid_points(self) -> tuple[dict[str, Any], ...]:
-        names = list(self.axes)
-        return tuple(dict(zip(names, values, strict=True)) for values in _product(self.axes))
+    def grid_size(self) -> int:
+        return math.prod(len(v) for v in self.axes.values() if isinstance(v, list))
+
+    def point(self, index: int) -> dict[str, Any]:
+        """The grid point at `index` in grid order (the last axis varies fastest), computed
+        from the index alone: nothing is expanded."""
+        point = {}
+        for axis in reversed(self.axes):
+            values = self.axes[axis]
+            index, i = divmod(index, len(values))
+            point[axis] = values[i]
+        return {axis: point[axis] for axis in self.axes}
+
+    def point_index(self, params: dict[str, Any]) -> int | None:
+        """The index of the grid point `params` (None when it is not one)."""
+        if params.keys() != self.axes.keys():
+            return None
+        index = 0
+        for axis, values in self.axes.items():
+            position = self._positions[axis].get(params[axis])
+            if position is None:
+                return None
+            index = index * len(values) + position
+        return index
+
+    @functools.cached_property
+    def _positions(self) -> dict[str, dict[Any, int]]:
+        return {axis: {v: i for i, v in enumerate(values)} for axis, values in self.axes.items()}
 
     def config(self, params: dict[str, Any]):
         """The ActiveLearningConfig of one trial: the fixed fields plus its params."""

@@ -9,7 +9,13 @@ URLs:
   "database is locked" errors (Optuna recommends it for local parallel runs).
 - postgresql://... (or postgresql+psycopg://...): a shared server, for any number of
   workers on any number of machines. psycopg 3 is the driver.
-- sqlite:///PATH: accepted for single-machine use.
+- sqlite:///PATH: accepted for single-machine use (transactional: a full disk or a kill
+  leaves the last committed state).
+
+A server that does not answer is given CONNECT_TIMEOUT_S to connect (libpq's
+connect_timeout; a `?connect_timeout=N` in the URL overrides it). Whatever keeps a storage
+from being opened or written is a StorageError whose one-line message names --storage,
+the URL (password masked) and the cause.
 """
 
 from __future__ import annotations
@@ -24,10 +30,29 @@ from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_DIR = Path("reports") / "studies"
 _RDB_SCHEMES = ("postgresql", "postgresql+psycopg", "sqlite")
+CONNECT_TIMEOUT_S = 10
 
 
 class StorageURLError(ValueError):
     """A --storage value that names no storage mixlab can use."""
+
+
+class StorageError(RuntimeError):
+    """A storage that cannot be opened, reached or written (see the module docstring)."""
+
+
+def storage_error(url: str, err: BaseException) -> StorageError:
+    """`err` as one line naming --storage and the masked URL."""
+    cause = err
+    # Optuna's StorageInternalError wraps SQLAlchemy's error, which wraps the driver's:
+    # the innermost says what happened ("database or disk is full").
+    while getattr(cause, "orig", None) or cause.__cause__:
+        cause = getattr(cause, "orig", None) or cause.__cause__
+    text = " ".join(str(cause).split()) or type(cause).__name__
+    password = urlsplit(url).password if "://" in url else None
+    if password:
+        text = text.replace(password, "***")
+    return StorageError(f"--storage {mask_password(url)}: {text}")
 
 
 def default_url(study_name: str) -> str:
@@ -66,38 +91,64 @@ def mask_password(url: str) -> str:
 
 def open_storage(url: str, create: bool = False):
     """The Optuna storage behind `url`. Unless `create`, a local file that does not exist
-    is an error and a database gets no tables: reading a study leaves nothing behind."""
+    is an error and a database gets no tables: reading a study leaves nothing behind.
+    Raises StorageURLError / StorageError (one line naming --storage), FileNotFoundError."""
     import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
+    from optuna.storages.journal import JournalStorage
 
     url = normalize_url(url)
     path = _local_file(url)
-    if path is not None and not path.exists():
-        if not create:
-            raise FileNotFoundError(f"--storage: no study storage at {path}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-    if "://" not in url:
-        return JournalStorage(JournalFileBackend(url, lock_obj=FileLock(f"{url}.lock")))
-    if not create and not path and not _has_optuna_tables(url):
-        # Optuna would create its version tables even for a reader, racing a worker
-        # that creates the schema at the same moment.
-        raise FileNotFoundError(f"--storage: no study storage at {mask_password(url)}")
+    if path is not None and path.is_dir():
+        raise StorageURLError(f"--storage: {path} is a folder; give a file path in it")
+    if path is not None and not path.exists() and not create:
+        raise FileNotFoundError(f"--storage: no study storage at {path}")
+    try:
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        if "://" not in url:
+            from mixlab.studies import journal
+
+            return JournalStorage(journal.Backend(url, lock_obj=FileLock(f"{url}.lock")))
+        # Optuna would create its version tables even for a reader, racing a worker that
+        # creates the schema at the same moment.
+        if create or path or _has_optuna_tables(url):
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=_engine_kwargs(url), skip_table_creation=not create
+            )
+    except StorageError:
+        raise
+    except Exception as err:
+        # OSError (a path under /proc, no permission), a journal damaged in the middle
+        # (ValueError from Optuna's replay), a server that refuses or does not answer.
+        raise storage_error(url, err) from None
+    raise FileNotFoundError(f"--storage: no study storage at {mask_password(url)}")
+
+
+def _engine_kwargs(url: str, pooled: bool = True) -> dict:
     if url.startswith("sqlite"):
         # Wait for a busy database instead of failing at once.
-        engine_kwargs = {"connect_args": {"timeout": 60}}
-    else:
+        return {"connect_args": {"timeout": 60}}
+    kwargs: dict = {}
+    if "connect_timeout" not in urlsplit(url).query:
+        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+    if pooled:
         # A worker talks to the server from one thread (plus its heartbeat): a small pool
         # keeps many workers on many machines within the server's max_connections.
-        engine_kwargs = {"pool_size": 2, "max_overflow": 2, "pool_pre_ping": True}
-    return optuna.storages.RDBStorage(
-        url, engine_kwargs=engine_kwargs, skip_table_creation=not create
-    )
+        kwargs.update(pool_size=2, max_overflow=2, pool_pre_ping=True)
+    return kwargs
+
+
+def _unpooled_engine(url: str):
+    import sqlalchemy
+
+    kwargs = _engine_kwargs(url, pooled=False)
+    return sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool, **kwargs)
 
 
 def _has_optuna_tables(url: str) -> bool:
     import sqlalchemy
 
-    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    engine = _unpooled_engine(url)
     try:
         # alembic_version is the last table Optuna creates, in the same transaction as
         # its version stamp.
@@ -152,18 +203,29 @@ def claim_lock(url: str, study_name: str) -> Iterator[None]:
     url = normalize_url(url)
     path = _local_file(url)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(f"{path}.claim"):
+        lock = FileLock(f"{path}.claim")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock.acquire()
+        except OSError as err:
+            raise storage_error(url, err) from None
+        try:
             yield
+        finally:
+            lock.release()
         return
     import sqlalchemy
 
     # pg_advisory_lock takes a signed bigint; one key per study name.
     digest = hashlib.sha256(f"mixlab:{study_name}".encode()).digest()
     key = int.from_bytes(digest[:8], "big", signed=True)
-    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    engine = _unpooled_engine(url)
     try:
-        with engine.connect() as conn:
+        try:
+            connection = engine.connect()
+        except sqlalchemy.exc.SQLAlchemyError as err:
+            raise storage_error(url, err) from None
+        with connection as conn:
             conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
             conn.commit()
             try:
@@ -173,3 +235,30 @@ def claim_lock(url: str, study_name: str) -> Iterator[None]:
                 conn.commit()
     finally:
         engine.dispose()
+
+
+@contextmanager
+def errors_named(url: str) -> Iterator[None]:
+    """Inside: a database error surfacing from Optuna mid-run becomes a StorageError."""
+    import optuna
+    import sqlalchemy
+
+    try:
+        yield
+    except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as err:
+        raise storage_error(url, err) from err
+
+
+def recover_journal(url: str) -> str | None:
+    """For a journal file: cut a torn or corrupt tail back to its intact prefix (the damaged
+    file kept aside, mixlab.studies.journal.recover); returns what it did, or None."""
+    url = normalize_url(url)
+    if "://" in url or not Path(url).is_file():
+        return None
+    from mixlab.studies import journal
+
+    try:
+        with FileLock(f"{url}.lock"):
+            return journal.recover(url)
+    except OSError as err:
+        raise storage_error(url, err) from None
