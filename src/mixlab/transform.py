@@ -177,11 +177,16 @@ class Mixup:
         returns the lam of the clipped box. An empty plane (H or W = 0) gets the empty box."""
         if height == 0 or width == 0:
             return 0, 0, 0, 0
-        ratio = math.sqrt(1.0 - lam)
-        cut_h, cut_w = int(height * ratio), int(width * ratio)
         cy = int(torch.randint(height, (), generator=self.generator))
         cx = int(torch.randint(width, (), generator=self.generator))
-        return (*_clipped_span(cy, cut_h, height), *_clipped_span(cx, cut_w, width))
+        return box_at(height, width, lam, cy, cx)
+
+
+def box_at(height: int, width: int, lam: float, cy: int, cx: int) -> tuple[int, int, int, int]:
+    """timm's rand_bbox for a given centre (cy, cx): (y0, y1, x0, x1)."""
+    ratio = math.sqrt(1.0 - lam)
+    cut_h, cut_w = int(height * ratio), int(width * ratio)
+    return (*_clipped_span(cy, cut_h, height), *_clipped_span(cx, cut_w, width))
 
 
 def _clipped_span(centre: int, cut: int, size: int) -> tuple[int, int]:
