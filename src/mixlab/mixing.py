@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import torch
 
-from mixlab import native, reference
+from mixlab import device_checks, device_plans, native, reference
 from mixlab.backends import resolve
-from mixlab.permutations import cycle_plan
 from mixlab.validation import check_batch, check_lam, check_permutation
 
 
@@ -42,6 +41,7 @@ def mix(
     lam = _check_mix_args(x, perm, lam)
     resolved = resolve(backend, x.device)
     if resolved == "reference":
+        _check_perm_values_on_device(perm)
         return reference.mix(x, perm, lam)
     out = x.clone()
     _run_mix_(out, perm, lam, resolved)
@@ -69,8 +69,10 @@ def cutmix_(
     if resolved == "triton":
         from mixlab.kernels import mixing as kernels
 
-        kernels.cutmix_(x, cycle_plan(perm), box)
-    elif resolved == "torch":
+        kernels.cutmix_(x, device_plans.plan(perm), box)
+        return x, lam
+    _check_perm_values_on_device(perm)
+    if resolved == "torch":
         _cutmix_torch_(x, perm, box)
     else:
         x.copy_(reference.cutmix(x, perm, box)[0])
@@ -101,11 +103,20 @@ def _run_mix_(x: torch.Tensor, perm: torch.Tensor, lam, backend: str) -> None:
     if backend == "triton":
         from mixlab.kernels import mixing as kernels
 
-        kernels.mix_(x, cycle_plan(perm), lam)
-    elif backend == "torch":
+        kernels.mix_(x, device_plans.plan(perm), lam)
+        return
+    _check_perm_values_on_device(perm)
+    if backend == "torch":
         _mix_torch_(x, perm, lam)
     else:
         x.copy_(reference.mix(x, perm, lam))
+
+
+def _check_perm_values_on_device(perm: torch.Tensor) -> None:
+    """Where the values of perm were left to the device (mixlab.device_checks) and no
+    plan is built to check them, check them on their own."""
+    if device_checks.on_device(perm.device):
+        device_checks.assert_permutation(perm)
 
 
 def _mix_torch_(x: torch.Tensor, perm: torch.Tensor, lam: float | torch.Tensor) -> None:

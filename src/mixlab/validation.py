@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from mixlab import device_checks
+
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
@@ -33,6 +35,8 @@ def check_permutation(perm: torch.Tensor, batch: int, device: torch.device) -> N
         raise ValueError(f"perm: expected shape ({batch},), got {tuple(perm.shape)}")
     if perm.device != device:
         raise ValueError(f"perm: on {perm.device}, but x is on {device}")
+    if device_checks.on_device(device):
+        return  # the values: on the device, where the plan is built (mixlab.device_plans)
     if int(perm.min()) < 0 or int(perm.max()) >= batch:
         raise ValueError(f"perm: values must lie in [0, {batch})")
     if not bool((torch.bincount(perm, minlength=batch) == 1).all()):
@@ -42,6 +46,8 @@ def check_permutation(perm: torch.Tensor, batch: int, device: torch.device) -> N
 def check_lam(lam, batch: int, device: torch.device) -> float | torch.Tensor:
     """Return lam as a Python float or a contiguous (B,) float32 tensor on `device`."""
     if isinstance(lam, torch.Tensor):
+        if lam.ndim == 0 and device_checks.on_device(lam.device):
+            lam = lam.reshape(1).expand(batch)  # float(lam) would read it on the host
         if lam.ndim == 0:
             lam = float(lam)
         else:
@@ -53,7 +59,9 @@ def check_lam(lam, batch: int, device: torch.device) -> float | torch.Tensor:
                 raise TypeError(f"lam: dtype must be floating point, got {lam.dtype}")
             if lam.device != device:
                 raise ValueError(f"lam: on {lam.device}, but x is on {device}")
-            if not bool(((lam >= 0) & (lam <= 1)).all()):
+            if device_checks.on_device(device):
+                device_checks.assert_lam(lam)
+            elif not bool(((lam >= 0) & (lam <= 1)).all()):
                 raise ValueError("lam: every value must lie in [0, 1]")
             return lam.to(torch.float32).contiguous()
     if isinstance(lam, bool) or not isinstance(lam, (int, float)):
@@ -73,7 +81,9 @@ def check_labels(name: str, y: torch.Tensor, batch: int, num_classes: int, devic
         raise ValueError(f"{name}: expected shape ({batch},), got {tuple(y.shape)}")
     if y.device != device:
         raise ValueError(f"{name}: on {y.device}, but logits are on {device}")
-    if int(y.min()) < 0 or int(y.max()) >= num_classes:
+    if device_checks.on_device(device):
+        device_checks.assert_labels(name, y, num_classes)
+    elif int(y.min()) < 0 or int(y.max()) >= num_classes:
         raise ValueError(f"{name}: labels must lie in [0, {num_classes})")
 
 
