@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mixlab-installed
 export MPLBACKEND ?= Agg
 
-.PHONY: test demo lint format bench system-deps clean
+.PHONY: test demo lint format bench gpu-check system-deps clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ format: $(STAMP)
 TRITON_INTERPRET ?= 1
 test: $(STAMP) system-deps lint
 	TRITON_INTERPRET=$(TRITON_INTERPRET) $(VENV)/bin/pytest -n 2 tests
+
+# On a machine with a CUDA GPU: the tests on the GPU and `mixlab bench --device cuda`,
+# into reports/bench/gpu/ in under 8 minutes (scripts/gpu-check.sh).
+gpu-check: $(STAMP)
+	bash scripts/gpu-check.sh
 
 bench: $(STAMP)
 	$(VENV)/bin/pytest bench/ --benchmark-only

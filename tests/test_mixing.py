@@ -16,7 +16,6 @@ from mixlab import reference
 from mixlab.permutations import (
     PERMUTATION_KINDS,
     CyclePlan,
-    SegmentPlan,
     cycle_plan,
     make_permutation,
 )
@@ -137,36 +136,13 @@ def _shuffled_plan(plan: CyclePlan, g: torch.Generator) -> CyclePlan:
     return CyclePlan(torch.cat(shuffled), lengths.cumsum(0), plan.max_cycle_len)
 
 
-def _relaid_segments(segments: SegmentPlan, program_order: list[int]) -> SegmentPlan:
-    """The same segments, laid out (so launched) in `program_order`."""
-    starts = segments.starts.tolist()
-    pieces = [segments.order[starts[g] : starts[g + 1]] for g in program_order]
-    new_index = {old: new for new, old in enumerate(program_order)}
-    successor = [new_index[segments.successor[g].item()] for g in program_order]
-    lengths = torch.tensor([0] + [len(p) for p in pieces])
-    return SegmentPlan(
-        torch.cat(pieces), lengths.cumsum(0), torch.tensor(successor), segments.max_segment_len
-    )
-
-
-def _program_orders(plan: CyclePlan, g: torch.Generator):
-    """Whole cycles in shuffled orders, then segments of 1-3 rows in reversed (every
-    segment runs before the one whose head it needs) and shuffled orders."""
-    for _ in range(2):
-        yield _shuffled_plan(plan, g)
-    for segment_rows in (1, 2, 3):
-        segments = _shuffled_plan(plan, g).segments(segment_rows)
-        count = segments.n_segments
-        yield _relaid_segments(segments, list(range(count))[::-1])
-        yield _relaid_segments(segments, torch.randperm(count, generator=g).tolist())
-
-
 @pytest.mark.parametrize("kind", ["random", "roll", "pairs"])
 def test_kernel_result_independent_of_program_order(kind, device):
-    """Programs own disjoint (cycle or segment, columns) pieces, so neither the order in
-    which pieces are launched (the interpreter runs programs one by one, in that order)
-    nor the row a cycle is entered at may change the result. Reversed segments catch a
-    walk that reads the next segment's head from x instead of its copy."""
+    """Programs own disjoint (chunk, columns) pieces, so neither the order in which they
+    run (the interpreter runs programs one by one; `rotation` picks which chunk goes
+    first) nor the order of cycles in the plan nor the row a cycle is entered at may
+    change the result. Each rotation runs some chunk after the one whose head it needs,
+    which catches a walk that reads a head from x instead of its copy."""
     from mixlab.kernels import mixing as kernels
 
     x, perm, g = _batch(11, (2, 30, 40), torch.float32, kind, device)
@@ -174,13 +150,16 @@ def test_kernel_result_independent_of_program_order(kind, device):
     expected = reference.mix(x, perm, lam)
     box = (3, 29, 1, 40)
     expected_cut, _ = reference.cutmix(x, perm, box)
-    for plan in _program_orders(cycle_plan(perm), g):
-        y = x.clone()
-        kernels.mix_(y, plan, lam)
-        torch.testing.assert_close(y, expected, atol=1e-5, rtol=1e-5)
-        y = x.clone()
-        kernels.cutmix_(y, plan, box)
-        assert torch.equal(y, expected_cut)
+    for _ in range(2):
+        plan = _shuffled_plan(cycle_plan(perm), g)
+        for segment_rows in (None, 1, 2, 3):
+            for rotation in range(0, 11, 3):
+                y = x.clone()
+                kernels.mix_(y, plan, lam, segment_rows=segment_rows, rotation=rotation)
+                torch.testing.assert_close(y, expected, atol=1e-5, rtol=1e-5)
+                y = x.clone()
+                kernels.cutmix_(y, plan, box, segment_rows=segment_rows, rotation=rotation)
+                assert torch.equal(y, expected_cut)
 
 
 def test_default_segment_rows_fills_the_gpu(monkeypatch):
@@ -194,6 +173,8 @@ def test_default_segment_rows_fills_the_gpu(monkeypatch):
     monkeypatch.setattr(
         torch.cuda, "get_device_properties", lambda _: SimpleNamespace(multi_processor_count=sms)
     )
+    monkeypatch.delenv("MIXLAB_SM_COUNT", raising=False)
+    kernels._sm_count.cache_clear()
     target = kernels.PROGRAMS_PER_SM * sms
     cuda = torch.device("cuda")
     for batch, n_blocks in [(1, 1), (128, 3), (1024, 3), (256, 147), (4096, 49), (7, 10**5)]:

@@ -33,7 +33,6 @@ def test_cycle_plan_covers_every_row_once_and_follows_perm(perm):
         lengths.append(len(cycle))
     assert plan.n_cycles == len(lengths)
     assert plan.max_cycle_len == max(lengths)
-    assert plan.is_involution == torch.equal(perm[perm], torch.arange(batch))
 
 
 def test_cycle_plan_to_device_keeps_everything():
@@ -75,66 +74,3 @@ def test_make_permutation_bad_arguments():
         make_permutation("shuffle", 4)
     with pytest.raises(ValueError, match="^batch"):
         make_permutation("random", 0)
-
-
-# ---- segment plan --------------------------------------------------------------------
-
-
-@settings(max_examples=100, deadline=None)
-@given(permutations(), st.integers(min_value=1, max_value=6))
-def test_segments_partition_every_cycle_and_chain_back_to_its_start(perm, max_len):
-    plan = cycle_plan(perm)
-    segments = plan.segments(max_len)
-    assert segments.order is plan.order
-    starts, successor = segments.starts.tolist(), segments.successor.tolist()
-    cycle_starts = plan.starts.tolist()
-    # Segment boundaries: the cycles' boundaries plus cuts every max_len positions.
-    expected = sorted(
-        {
-            p
-            for s, e in zip(cycle_starts, cycle_starts[1:], strict=False)
-            for p in range(s, e, max_len)
-        }
-        | {perm.numel()}
-    )
-    assert starts == expected
-    lengths = [e - s for s, e in zip(starts, starts[1:], strict=False)]
-    assert segments.max_segment_len == max(lengths) <= max_len
-    # Every row is walked (so written) by exactly one segment.
-    rows = [plan.order[s:e].tolist() for s, e in zip(starts, starts[1:], strict=False)]
-    assert sorted(r for seg in rows for r in seg) == list(range(perm.numel()))
-    for g, seg in enumerate(rows):
-        for row, nxt in zip(seg, seg[1:], strict=False):
-            assert perm[row] == nxt  # inside a segment, the walk follows perm
-        assert perm[seg[-1]] == rows[successor[g]][0]  # the last row's partner: the next head
-    # Following successors from a cycle's first segment visits its segments once, in order.
-    for s, e in zip(cycle_starts, cycle_starts[1:], strict=False):
-        g = starts.index(s)
-        seen = [g]
-        while successor[seen[-1]] != g:
-            seen.append(successor[seen[-1]])
-        assert seen == list(range(g, g + len(seen)))
-        assert starts[seen[-1] + 1] == e
-
-
-def test_segments_long_enough_are_the_cycles():
-    plan = cycle_plan(torch.tensor([1, 2, 0, 4, 3, 5]))
-    for max_len in (3, 10):
-        segments = plan.segments(max_len)
-        assert torch.equal(segments.starts, plan.starts)
-        assert segments.successor.tolist() == [0, 1, 2]  # each closes on itself
-        assert segments.max_segment_len == 3
-
-
-def test_segments_to_device_keeps_everything():
-    segments = cycle_plan(torch.tensor([1, 2, 3, 4, 0])).segments(2)
-    moved = segments.to(torch.device("cpu"))
-    assert torch.equal(moved.starts, segments.starts)
-    assert torch.equal(moved.successor, torch.tensor([1, 2, 0]))
-    assert (moved.n_segments, moved.max_segment_len) == (3, 2)
-
-
-@pytest.mark.parametrize("max_len", [0, -2, 1.5, True, None])
-def test_segments_bad_length(max_len):
-    with pytest.raises(ValueError, match="^max_len"):
-        cycle_plan(torch.tensor([1, 0])).segments(max_len)

@@ -22,9 +22,8 @@ import numbers
 import numpy
 import torch
 
-from mixlab import mixing_autograd, native, reference
+from mixlab import device_checks, device_plans, mixing_autograd, native, reference
 from mixlab.backends import resolve
-from mixlab.permutations import cycle_plan
 from mixlab.validation import check_batch, check_lam, check_permutation, shares_memory
 
 
@@ -55,8 +54,10 @@ def mix(
     perm, lam = _check_mix_args(x, perm, lam)
     resolved = resolve(backend, x.device)
     if resolved == "reference":
+        _check_perm_values_on_device(perm)
         return reference.mix(x, perm, lam)
     if resolved == "torch":
+        _check_perm_values_on_device(perm)
         return native.mix(x, perm, lam)  # one pass, no clone
     out = x.clone()
     run = functools.partial(_run_mix_, perm=perm, lam=lam, backend=resolved)
@@ -124,12 +125,14 @@ def _check_box(box, height: int, width: int) -> tuple[int, int, int, int]:
 
 
 def _run_mix_(x: torch.Tensor, *, perm: torch.Tensor, lam, backend: str) -> None:
+    if backend != "triton" or x.numel() == 0:  # the triton path checks perm in its plan
+        _check_perm_values_on_device(perm)
     if x.numel() == 0:  # rows of zero elements: nothing to mix
         return
     if backend == "triton":
         from mixlab.kernels import mixing as kernels
 
-        kernels.mix_(x, cycle_plan(perm), lam)
+        kernels.mix_(x, device_plans.plan(perm), lam)
     elif backend == "torch":
         _mix_torch_(x, perm, lam)
     else:
@@ -139,18 +142,27 @@ def _run_mix_(x: torch.Tensor, *, perm: torch.Tensor, lam, backend: str) -> None
 
 
 def _run_cutmix_(x: torch.Tensor, *, perm: torch.Tensor, box, backend: str) -> None:
+    if backend != "triton" or x.numel() == 0:
+        _check_perm_values_on_device(perm)
     if x.numel() == 0:
         return
     if backend == "triton":
         from mixlab.kernels import mixing as kernels
 
-        kernels.cutmix_(x, cycle_plan(perm), box)
+        kernels.cutmix_(x, device_plans.plan(perm), box)
     elif backend == "torch":
         _cutmix_torch_(x, perm, box)
     else:
         x.copy_(reference.cutmix(x, perm, box)[0])
         return
     mixing_autograd.bump_version(x)
+
+
+def _check_perm_values_on_device(perm: torch.Tensor) -> None:
+    """Where the values of perm were left to the device (mixlab.device_checks) and no
+    plan is built to check them, check them on their own."""
+    if device_checks.on_device(perm.device):
+        device_checks.assert_permutation(perm)
 
 
 def _mix_torch_(x: torch.Tensor, perm: torch.Tensor, lam: float | torch.Tensor) -> None:

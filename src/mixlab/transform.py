@@ -28,7 +28,7 @@ import torch
 from mixlab import reference
 from mixlab.backends import BACKENDS
 from mixlab.mixing import cutmix_, mix_
-from mixlab.permutations import PERMUTATION_KINDS, make_permutation
+from mixlab.permutations import PERMUTATION_KINDS, draw_permutation
 from mixlab.validation import check_batch, check_labels, check_lam, check_smoothing
 
 MODES = ("batch", "elem")
@@ -132,14 +132,14 @@ class Mixup:
             use_cutmix, lam = self._lam_per_batch()
         if not self.enabled or (isinstance(lam, float) and lam == 1.0):
             return MixupBatch(x, y, y, 1.0)
-        perm = make_permutation(self.perm_kind, batch, self.generator).to(x.device)
+        perm = draw_permutation(self.perm_kind, batch, self.generator, x.device)
         if use_cutmix:
             _, lam = cutmix_(
                 x, perm, self._box(x.shape[-2], x.shape[-1], lam), backend=self.backend
             )
         else:
             if isinstance(lam, torch.Tensor):
-                lam = lam.to(x.device)
+                lam = lam.to(x.device, non_blocking=True)  # a blocking copy waits for the stream
             mix_(x, perm, lam, backend=self.backend)
         return MixupBatch(x, y, y[perm], lam)
 

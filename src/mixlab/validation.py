@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from mixlab import device_checks
+
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 # Every fast loss path raises this on a gradient of its gradient (the reference supports it).
 DOUBLE_BACKWARD = (
@@ -58,6 +60,8 @@ def check_permutation(perm: torch.Tensor, batch: int, device: torch.device) -> N
     if perm.device != device:
         raise ValueError(f"perm: on {perm.device}, but x is on {device}")
     check_not_meta("perm", perm)
+    if device_checks.on_device(device):
+        return  # the values: on the device, where the plan is built (mixlab.device_plans)
     if int(perm.min()) < 0 or int(perm.max()) >= batch:
         raise ValueError(f"perm: values must lie in [0, {batch})")
     if not bool((torch.bincount(perm, minlength=batch) == 1).all()):
@@ -74,6 +78,8 @@ def check_lam(lam, batch: int, device: torch.device) -> float | torch.Tensor:
         check_not_meta("lam", lam)
         if lam.requires_grad:
             raise ValueError("lam: gradients w.r.t. lam are not supported; pass lam.detach()")
+        if lam.ndim == 0 and device_checks.on_device(lam.device):
+            lam = lam.reshape(1).expand(batch)  # float(lam) would read it on the host
         if lam.ndim == 0:
             lam = float(lam)
         else:
@@ -83,7 +89,9 @@ def check_lam(lam, batch: int, device: torch.device) -> float | torch.Tensor:
                 )
             if lam.device != device:
                 raise ValueError(f"lam: on {lam.device}, but x is on {device}")
-            if not bool(((lam >= 0) & (lam <= 1)).all()):
+            if device_checks.on_device(device):
+                device_checks.assert_lam(lam)
+            elif not bool(((lam >= 0) & (lam <= 1)).all()):
                 raise ValueError("lam: every value must lie in [0, 1]")
             return lam.to(torch.float32).contiguous()
     if isinstance(lam, bool) or not isinstance(lam, (int, float)):
@@ -96,7 +104,9 @@ def check_lam(lam, batch: int, device: torch.device) -> float | torch.Tensor:
 
 def check_labels(name: str, y: torch.Tensor, batch: int, num_classes: int, device) -> None:
     check_label_layout(name, y, batch, device)
-    if int(y.min()) < 0 or int(y.max()) >= num_classes:
+    if device_checks.on_device(device):
+        device_checks.assert_labels(name, y, num_classes)
+    elif int(y.min()) < 0 or int(y.max()) >= num_classes:
         raise ValueError(f"{name}: labels must lie in [0, {num_classes})")
 
 

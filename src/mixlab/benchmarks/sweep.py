@@ -27,7 +27,7 @@ import torch
 from pytest_benchmark.stats import Stats
 from tqdm.auto import tqdm
 
-from mixlab.benchmarks import compare, provenance
+from mixlab.benchmarks import compare, host_cost, provenance
 from mixlab.benchmarks import loss as loss_bench
 from mixlab.benchmarks.peers import OPS, PEERS, Peer, copy_of, effective_bytes, make_case
 from mixlab.benchmarks.timing import Timing, measure_beside
@@ -476,6 +476,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     mixing.to_csv(out / "mixing.csv", index=False)
     loss, loss_status = loss_frame(config)
     loss.to_csv(out / "loss.csv", index=False)
+    host_text = host_cost.report(config.device, out, quick=args.quick)
     wall_s = time.perf_counter() - started
 
     meta = provenance.meta(config.device, arg_record)
@@ -500,7 +501,8 @@ def _run(config: Config, args: argparse.Namespace) -> int:
         print("\nloss:\n" + loss.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
         targets = loss_bench.targets_table(loss)
         print("\nloss, mixlab against the best peer:\n" + targets.to_string(index=False))
-    print(f"\nwritten: {out}/mixing.csv, loss.csv, meta.json, benchmark.json")
+    print(host_text)
+    print(f"\nwritten: {out}/mixing.csv, loss.csv, host_cost.csv, meta.json, benchmark.json")
 
     failed = int(mixing["status"].str.startswith("error").sum())
     if config.baseline is not None:

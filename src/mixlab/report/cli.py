@@ -17,6 +17,8 @@ from tqdm import tqdm
 
 from mixlab.output import check_output_folder
 from mixlab.report import figures, stats
+from mixlab.report.gpu_readiness import DEFAULT_PATH as READINESS_PATH
+from mixlab.report.gpu_readiness import gpu_readiness_sections
 from mixlab.report.load import Bench, Equivalence, Study, load_bench, load_equivalence, load_study
 from mixlab.report.render import Code, Figure, Note, Section, Table, Text, to_html, to_markdown
 from mixlab.studies import storage
@@ -102,6 +104,7 @@ def write_report(
         ("ablation", lambda: ablation_sections(study, out)),
         ("benchmark", lambda: benchmark_sections(bench, bench_dir, out)),
         ("equivalence", lambda: equivalence_sections(equivalence, eq_path, out)),
+        ("gpu readiness", lambda: gpu_readiness_sections(READINESS_PATH, out)),
     ]
     # disable=None: a bar on a terminal, silent in logs and tests
     with tqdm(parts, desc="mixlab report", unit="part", disable=None) as bar:
