@@ -56,9 +56,9 @@ def mix(
     if resolved == "reference":
         _check_perm_values_on_device(perm)
         return reference.mix(x, perm, lam)
-    if resolved == "torch":
+    if resolved == "torch" and not (torch.is_grad_enabled() and x.requires_grad):
         _check_perm_values_on_device(perm)
-        return native.mix(x, perm, lam)  # one pass, no clone
+        return native.mix(x, perm, lam)  # one pass, no clone (autograd: clone + MixInplace)
     out = x.clone()
     run = functools.partial(_run_mix_, perm=perm, lam=lam, backend=resolved)
     if mixing_autograd.tracked(out):
