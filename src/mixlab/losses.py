@@ -216,7 +216,8 @@ def _mixup_forward(logits, y_a, y_b, lam, eps, impl):
 def _mixup_ce_op(
     logits: Tensor, y_a: Tensor, y_b: Tensor, lam: Tensor, eps: float, impl: str
 ) -> tuple[Tensor, Tensor]:
-    """Per-row losses and log-sum-exps, float32 (float64 for float64 logits), shape (B,)."""
+    """Per-row losses, float32 (float64 for float64 logits), and log-sum-exps, float64 (a
+    float32 pair hi + lo in disguise), shape (B,)."""
     return _mixup_forward(logits, y_a, y_b, lam, eps, impl)
 
 
@@ -237,7 +238,8 @@ def _mixup_ce_backward_op(
 
 @torch.library.custom_op("mixlab::soft_ce", mutates_args=())
 def _soft_ce_op(logits: Tensor, target: Tensor, impl: str) -> tuple[Tensor, Tensor, Tensor]:
-    """Per-row losses, log-sum-exps and target sums, float32 (float64 for float64 logits)."""
+    """Per-row losses and target sums, float32 (float64 for float64 logits), and
+    log-sum-exps, float64."""
     return _kernels(impl).soft_ce_forward(logits, target)
 
 
@@ -249,19 +251,18 @@ def _soft_ce_backward_op(
     return _kernels(impl).soft_ce_backward(grad_rows, logits, target, lse, target_sum, out)
 
 
-def _rows_like(logits: Tensor, n: int) -> tuple[Tensor, ...]:
-    rows = logits.new_empty(logits.shape[0], dtype=_compute_dtype(logits.dtype))
-    return tuple(torch.empty_like(rows) for _ in range(n))
+def _rows_like(logits: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    return logits.new_empty(logits.shape[0], dtype=dtype or _compute_dtype(logits.dtype))
 
 
 @_mixup_ce_op.register_fake
 def _(logits, y_a, y_b, lam, eps, impl):
-    return _rows_like(logits, 2)
+    return _rows_like(logits), _rows_like(logits, torch.float64)
 
 
 @_soft_ce_op.register_fake
 def _(logits, target, impl):
-    return _rows_like(logits, 3)
+    return _rows_like(logits), _rows_like(logits, torch.float64), _rows_like(logits)
 
 
 @_mixup_ce_backward_op.register_fake
@@ -415,18 +416,27 @@ class _TorchPath:
         return row_max.to(cdt), sum_exp.log_(), dot
 
     @staticmethod
+    def _split(lse: Tensor, cdt: torch.dtype) -> tuple[Tensor, Tensor]:
+        """The float64 lse as hi + lo in the compute dtype: z - hi is exact for logits near
+        the max, so a large common offset costs the softmax no precision."""
+        hi = lse.to(cdt)
+        return hi, (lse - hi).to(cdt)
+
+    @staticmethod
     def _scaled_softmax(out: Tensor, logits: Tensor, lse: Tensor, scale: Tensor, minus=None):
         """out <- exp(logits - lse) * scale[:, None], then minus(rows, chunk) in place; out may
         be the logits. Half-precision chunks are computed in a float32 buffer."""
         n_rows, n_cols = logits.shape
-        cdt = lse.dtype
+        cdt = scale.dtype
+        lse_hi, lse_lo = _TorchPath._split(lse, cdt)
         half = out.dtype != cdt
         step, chunks = _row_chunks(n_rows, n_cols, half)
         buf = torch.empty(min(step, n_rows), n_cols, dtype=cdt) if half else None
         for rows in chunks:
             z = logits[rows]
             work = buf[: z.shape[0]] if half else out[rows]
-            torch.sub(z, lse[rows, None], out=work).exp_().mul_(scale[rows, None])
+            torch.sub(z, lse_hi[rows, None], out=work).sub_(lse_lo[rows, None])
+            work.exp_().mul_(scale[rows, None])
             if minus is not None:
                 minus(rows, work)
             if half:
@@ -443,20 +453,22 @@ class _TorchPath:
             loss -= torch.where(w == 0, 0.0, w * z)  # no mass: 0 even at z = -inf
         if eps > 0:
             loss -= eps / n_cols * z_sum
-        return loss, m + log_s
+        return loss, m.double() + log_s.double()
 
     @staticmethod
     def mixup_ce_backward(grad_rows, logits, y_a, y_b, lam, eps, lse, out):
         n_cols = logits.shape[1]
-        g = grad_rows.to(lse.dtype)
+        cdt = _compute_dtype(logits.dtype)
+        g = grad_rows.to(cdt)
+        lse_hi, lse_lo = _TorchPath._split(lse, cdt)
         idx_a, idx_b = y_a.long()[:, None], y_b.long()[:, None]
         # Target-class entries first (out may be the logits): (p - t) * g in float32, with the
         # whole (1 - eps) mass on one class when y_a == y_b.
         same = y_a == y_b
         t_a = (1 - eps) * torch.where(same, 1.0, lam) + eps / n_cols
         t_b = (1 - eps) * torch.where(same, 1.0, 1 - lam) + eps / n_cols
-        p_a = (logits.gather(1, idx_a).squeeze(1).to(lse.dtype) - lse).exp_()
-        p_b = (logits.gather(1, idx_b).squeeze(1).to(lse.dtype) - lse).exp_()
+        p_a = (logits.gather(1, idx_a).squeeze(1).to(cdt) - lse_hi - lse_lo).exp_()
+        p_b = (logits.gather(1, idx_b).squeeze(1).to(cdt) - lse_hi - lse_lo).exp_()
         grad_a, grad_b = (p_a - t_a) * g, (p_b - t_b) * g
         minus = None
         if eps > 0:
@@ -473,10 +485,10 @@ class _TorchPath:
     def soft_ce_forward(logits, target):
         m, log_s, t_dot_z = _TorchPath._sweep(logits, target=target)
         t_sum = target.sum(1, dtype=m.dtype)
-        return log_s * t_sum - t_dot_z, m + log_s, t_sum
+        return log_s * t_sum - t_dot_z, m.double() + log_s.double(), t_sum
 
     @staticmethod
     def soft_ce_backward(grad_rows, logits, target, lse, target_sum, out):
-        g = grad_rows.to(lse.dtype)
+        g = grad_rows.to(target_sum.dtype)
         minus = lambda rows, work: work.addcmul_(target[rows], g[rows, None], value=-1)
         return _TorchPath._scaled_softmax(out, logits, lse, target_sum * g, minus)
