@@ -104,7 +104,9 @@ def _ce_fwd_kernel(
         if HAS_SMOOTHING:
             loss -= smoothing / n_cols * z_sum
     tl.store(loss_ptr + row, loss)
-    tl.store(lse_ptr + row, r + lse_rel)
+    # float64: the sum of two float32s is exact there, so the backward can split it into
+    # float32 hi + lo and take z - hi exactly (see _ce_bwd_kernel).
+    tl.store(lse_ptr + row, r.to(tl.float64) + lse_rel.to(tl.float64))
 
 
 @triton.jit
@@ -134,7 +136,12 @@ def _ce_bwd_kernel(
     mask = cols < n_cols
     g = tl.load(grad_loss_ptr + row * grad_loss_stride).to(tl.float32)
     z = tl.load(logits_ptr + row * logits_row_stride + cols, mask=mask, other=0.0)
-    p = tl.exp(z.to(tl.float32) - tl.load(lse_ptr + row))
+    # lse = hi + lo: z - hi is exact for logits near the max, so a large common offset
+    # (1e4 + randn) costs the softmax no precision; float32 lse alone would cost ~1e-4.
+    lse = tl.load(lse_ptr + row)
+    lse_hi = lse.to(tl.float32)
+    lse_lo = (lse - lse_hi.to(tl.float64)).to(tl.float32)
+    p = tl.exp((z.to(tl.float32) - lse_hi) - lse_lo)
     if DENSE_TARGET:
         t = tl.load(target_ptr + row * target_row_stride + cols, mask=mask, other=0.0)
         p = p * tl.load(target_sum_ptr + row)
@@ -186,7 +193,7 @@ def _forward(logits, *, target=None, y_a=None, y_b=None, lam=None, smoothing=0.0
     n_rows, n_cols = logits.shape
     dense = target is not None
     loss = torch.empty(n_rows, dtype=torch.float32, device=logits.device)
-    lse = torch.empty_like(loss)
+    lse = torch.empty_like(loss, dtype=torch.float64)
     target_sum = torch.empty_like(loss) if dense else loss  # `loss` as an unused dummy pointer
     block = max(MIN_BLOCK, min(triton.next_power_of_2(n_cols), MAX_BLOCK_FWD))
     with _device_guard(logits):
@@ -227,8 +234,8 @@ def _backward(
             grad_loss.stride(0),
             logits,
             lse,
-            target_sum if dense else lse,
-            *_target_args(logits, lse, target, y_a, y_b, lam, smoothing),
+            target_sum if dense else grad_loss,
+            *_target_args(logits, grad_loss, target, y_a, y_b, lam, smoothing),
             DENSE_TARGET=dense,
             BLOCK_C=block,
             num_warps=_num_warps(block),
@@ -237,7 +244,7 @@ def _backward(
 
 
 def mixup_ce_forward(logits, y_a, y_b, lam, smoothing):
-    """Per-row mixup cross-entropy and log-sum-exp, both float32 of shape (B,).
+    """Per-row mixup cross-entropy (float32) and log-sum-exp (float64), of shape (B,).
 
     logits: (B, C) contiguous; y_a, y_b: (B,) int labels in [0, C) (any stride); lam: (B,)
     float32 (any stride, 0 to broadcast one value); smoothing: eps in [0, 1]."""
@@ -251,7 +258,8 @@ def mixup_ce_backward(grad_loss, logits, y_a, y_b, lam, smoothing, lse, out):
 
 
 def soft_ce_forward(logits, target):
-    """Per-row cross-entropy against dense targets (B, C): (loss, lse, target_sum), float32."""
+    """Per-row cross-entropy against dense targets (B, C): (loss, lse, target_sum), float32
+    but lse float64."""
     return _forward(logits, target=target)
 
 

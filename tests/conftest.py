@@ -12,11 +12,20 @@ reports/equivalence.json (or $MIXLAB_EQUIVALENCE_OUT) for the report's matrix, i
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
+# A private inductor cache per test process: inductor's cache keys do not cover a custom
+# op's fake kernel, so graphs cached by another checkout's version of mixlab's ops (other
+# output dtypes) would otherwise be reused and fail.
+if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="mixlab-inductor-")
+    atexit.register(shutil.rmtree, os.environ["TORCHINDUCTOR_CACHE_DIR"], ignore_errors=True)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

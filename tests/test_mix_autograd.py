@@ -147,6 +147,33 @@ def test_leaf_requiring_grad_is_refused_untouched(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_views(backend):
+    """A view of a leaf that requires grad is refused before the write; mixing a view of a
+    non-leaf in place gives the gradient of the out-of-place reference."""
+    perm, lam = torch.tensor([1, 0, 3, 2]), torch.tensor([0.1, 0.2, 0.3, 0.4])
+    leaf = torch.randn(6, 4, requires_grad=True)
+    before = leaf.detach().clone()
+    with pytest.raises(ValueError, match="x: a leaf"):
+        mixlab.mix_(leaf[1:5], perm, lam, backend=backend)
+    assert torch.equal(leaf.detach(), before)
+
+    def grad(mix_rows):
+        a = before.clone().requires_grad_()
+        h = mix_rows(a * 2)
+        (h**2).sum().backward()
+        return h.detach(), a.grad
+
+    def in_place(h):
+        mixlab.mix_(h[1:5], perm, lam, backend=backend)
+        return h
+
+    def out_of_place(h):
+        return torch.cat([h[:1], reference.mix(h[1:5], perm, lam), h[5:]])
+
+    torch.testing.assert_close(grad(in_place), grad(out_of_place), atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_lam_requiring_grad_is_refused(backend):
     x = torch.randn(4, 3)
     before = x.clone()

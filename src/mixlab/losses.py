@@ -217,7 +217,8 @@ def _mixup_forward(logits, y_a, y_b, lam, eps, impl):
 def _mixup_ce_op(
     logits: Tensor, y_a: Tensor, y_b: Tensor, lam: Tensor, eps: float, impl: str
 ) -> tuple[Tensor, Tensor]:
-    """Per-row losses and log-sum-exps, float32 (float64 for float64 logits), shape (B,)."""
+    """Per-row losses, float32 (float64 for float64 logits), and log-sum-exps, float64 (a
+    float32 pair hi + lo in disguise), shape (B,)."""
     return _mixup_forward(logits, y_a, y_b, lam, eps, impl)
 
 
@@ -238,7 +239,8 @@ def _mixup_ce_backward_op(
 
 @torch.library.custom_op("mixlab::soft_ce", mutates_args=())
 def _soft_ce_op(logits: Tensor, target: Tensor, impl: str) -> tuple[Tensor, Tensor, Tensor]:
-    """Per-row losses, log-sum-exps and target sums, float32 (float64 for float64 logits)."""
+    """Per-row losses and target sums, float32 (float64 for float64 logits), and
+    log-sum-exps, float64."""
     return _kernels(impl).soft_ce_forward(logits, target)
 
 
@@ -250,19 +252,18 @@ def _soft_ce_backward_op(
     return _kernels(impl).soft_ce_backward(grad_rows, logits, target, lse, target_sum, out)
 
 
-def _rows_like(logits: Tensor, n: int) -> tuple[Tensor, ...]:
-    rows = logits.new_empty(logits.shape[0], dtype=_compute_dtype(logits.dtype))
-    return tuple(torch.empty_like(rows) for _ in range(n))
+def _rows_like(logits: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    return logits.new_empty(logits.shape[0], dtype=dtype or _compute_dtype(logits.dtype))
 
 
 @_mixup_ce_op.register_fake
 def _(logits, y_a, y_b, lam, eps, impl):
-    return _rows_like(logits, 2)
+    return _rows_like(logits), _rows_like(logits, torch.float64)
 
 
 @_soft_ce_op.register_fake
 def _(logits, target, impl):
-    return _rows_like(logits, 3)
+    return _rows_like(logits), _rows_like(logits, torch.float64), _rows_like(logits)
 
 
 @_mixup_ce_backward_op.register_fake

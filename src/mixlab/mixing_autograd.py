@@ -12,8 +12,9 @@ instead: the forward mixes in place, bumps x's version and marks it dirty, so th
   inplace operation" at backward time, as for any in-place PyTorch op.
 
 The backwards are plain differentiable PyTorch ops, so double backward works. A leaf that
-requires grad is refused before anything is written (PyTorch's in-place rule), with an
-error that names x. Without grad the Functions are not entered at all.
+requires grad, or a view of one, is refused before anything is written (PyTorch's in-place
+rule, which PyTorch checks only after the write), with an error that names x; a view of
+a non-leaf is fine. Without grad the Functions are not entered at all.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ def tracked(x: torch.Tensor) -> bool:
     """Whether an in-place write to x must go through autograd; refuses a leaf."""
     if not (torch.is_grad_enabled() and x.requires_grad):
         return False
-    if x.is_leaf:
+    base = x._base
+    if x.is_leaf or (base is not None and base.is_leaf and base.requires_grad):
         raise ValueError(
-            "x: a leaf tensor that requires grad cannot be mixed in place (autograd's "
-            "in-place rule); use mixlab.mix(x, ...), or mix a non-leaf such as x.clone()"
+            "x: a leaf tensor (or a view of one) that requires grad cannot be mixed in place "
+            "(autograd's in-place rule); use mixlab.mix(x, ...), or mix a non-leaf such as "
+            "x.clone()"
         )
     return True
 
