@@ -15,6 +15,7 @@ import torch
 
 import mixlab
 from mixlab import native, reference
+from mixlab.native import build
 from mixlab.native import loss as native_loss
 
 HALF = [torch.float16, torch.bfloat16]
@@ -265,8 +266,8 @@ def test_plain_sse2_build_agrees(tmp_path, monkeypatch):
 def test_without_a_c_compiler_the_loss_says_so(monkeypatch):
     """No silent fallback: the "torch" backend's loss raises, as its mixing does."""
     monkeypatch.setattr(native, "_library", None)
-    monkeypatch.setattr(native, "cache_dir", lambda: native.Path("/nonexistent-mixlab-cache"))
-    monkeypatch.setattr(native.shutil, "which", lambda name: None)
+    monkeypatch.setattr(build, "cache_dir", lambda: native.Path("/nonexistent-mixlab-cache"))
+    monkeypatch.setattr(build.shutil, "which", lambda name: None)
     logits = torch.randn(2, 5, requires_grad=True)
     with pytest.raises(RuntimeError, match="C compiler"):
         mixlab.mixup_cross_entropy(logits, torch.tensor([0, 1]), torch.tensor([1, 2]), 0.5)

@@ -204,7 +204,8 @@ def _backward(grad_rows, logits, args, lse, target_sum, out) -> Tensor:
 
 def mixup_ce_forward(logits, y_a, y_b, lam, eps):
     _check_logits(logits)
-    return _forward(logits, _sparse_args(logits, y_a, y_b, lam, float(eps)), 2)
+    loss, lse = _forward(logits, _sparse_args(logits, y_a, y_b, lam, float(eps)), 2)
+    return loss, lse.double()  # the ops' contract (mixlab.losses): lse is float64
 
 
 def mixup_ce_backward(grad_rows, logits, y_a, y_b, lam, eps, lse, out):
@@ -214,7 +215,8 @@ def mixup_ce_backward(grad_rows, logits, y_a, y_b, lam, eps, lse, out):
 
 def soft_ce_forward(logits, target):
     _check_logits(logits)
-    return _forward(logits, _dense_args(logits, target), 3)
+    loss, lse, target_sum = _forward(logits, _dense_args(logits, target), 3)
+    return loss, lse.double(), target_sum  # lse float64, as for mixup_ce_forward
 
 
 def soft_ce_backward(grad_rows, logits, target, lse, target_sum, out):
