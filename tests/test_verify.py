@@ -54,6 +54,22 @@ def test_verify_quick_passes_on_cpu_and_feeds_the_report(tmp_path, capsys):
     assert load_equivalence(out).rows["passed"].all()
 
 
+def test_triton_imported_without_the_interpreter_reruns_in_a_fresh_process(tmp_path, monkeypatch):
+    """As in `mixlab demo`, where the bench's torch.compile imported triton first: verify must
+    still run triton on the CPU (interpreted), in a child process with TRITON_INTERPRET=1."""
+    import sys
+
+    assert "triton" in sys.modules
+    monkeypatch.delenv("TRITON_INTERPRET")
+    out = tmp_path / "eq.json"
+    argv = ["verify", "--quick", "--no-progress", *F32, "--ops", "cutmix_", "--json", str(out)]
+    assert cli.main(argv) == 0
+    doc = json.loads(out.read_text())
+    assert doc["triton_interpret"] == "1"
+    assert {r["kernel"] for r in doc["rows"]} == {"cutmix_", "cutmix_ program order"}
+    assert any(r["backend"] == "triton" for r in doc["rows"])
+
+
 def test_mix_reading_overwritten_rows_fails_with_the_case_named(capsys):
     impl = "verify_impls:reads_overwritten_rows"
     rc, out = _verify(capsys, "--quick", *F32, "--impl", f"mix_={impl}")

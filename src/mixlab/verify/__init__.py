@@ -8,6 +8,7 @@ races      program-order check of Triton kernels under the interpreter (shuffled
 impls      mixlab's backends and `--impl NAME=module:function` as callables of one signature
 runner     cases x implementations x dtypes with progress, into result rows
 results    the equivalence JSON (one format for `mixlab verify` and `make test`)
+matrix     the printed op x backend x dtype matrix and the named failures
 compare    the regression gate against a previous JSON
 cli        the `mixlab verify` subcommand
 """

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 
+from mixlab.verify.cases import OPS
 from mixlab.verify.tolerance import DTYPES
 
 
@@ -14,6 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N); default cpu")
     parser.add_argument(
         "--dtypes", nargs="+", default=list(DTYPES), choices=list(DTYPES), help="dtypes to check"
+    )
+    parser.add_argument(
+        "--ops", nargs="+", default=list(OPS), choices=OPS, help="ops to check (default: all)"
     )
     parser.add_argument("--quick", action="store_true", help="the smaller case list (< 2 min)")
     parser.add_argument("--json", metavar="PATH", help="write the equivalence JSON here")
@@ -34,12 +39,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _interpreter_for_cpu(device: str) -> None:
-    """Triton runs CPU tensors only through its interpreter, which triton.jit picks when the
-    kernels are defined: set TRITON_INTERPRET=1 before any kernel module is imported."""
-    kernels = [m for m in sys.modules if m.startswith("mixlab.kernels.")]
-    if device == "cpu" and "TRITON_INTERPRET" not in os.environ and not kernels:
-        os.environ["TRITON_INTERPRET"] = "1"
+def _needs_fresh_interpreter(device: str) -> bool:
+    """Triton runs CPU tensors only through its interpreter, which `triton.jit` picks when a
+    function is defined, triton's own library included: set TRITON_INTERPRET=1 here if triton
+    is not imported yet; True when it already is (without it), so a fresh process must run."""
+    if device != "cpu" or "TRITON_INTERPRET" in os.environ:
+        return False
+    if "triton" in sys.modules:  # e.g. `mixlab demo`: torch.compile in the bench imported it
+        return True
+    os.environ["TRITON_INTERPRET"] = "1"
+    return False
+
+
+def _argv(args: argparse.Namespace) -> list[str]:
+    """The options of `args` as a command line, for the fresh process."""
+    argv = ["--device", args.device, "--dtypes", *args.dtypes, "--ops", *args.ops]
+    argv += ["--factor", str(args.factor)]
+    argv += ["--quick"] * args.quick + ["--no-progress"] * args.no_progress
+    argv += ["--json", args.json] if args.json else []
+    argv += ["--compare", args.compare] if args.compare else []
+    return argv + [a for spec in args.impl for a in ("--impl", spec)]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,19 +77,20 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("--device: cuda requested, but torch sees no CUDA device")
     if args.factor <= 1:
         raise SystemExit(f"--factor: must be > 1, got {args.factor}")
+    if _needs_fresh_interpreter(device.type):
+        command = [sys.executable, "-m", "mixlab.cli", "verify", *_argv(args)]
+        env = {**os.environ, "TRITON_INTERPRET": "1"}
+        return subprocess.run(command, env=env, check=False).returncode
     previous = None
     try:
         if args.compare:
             previous = results.read_rows(args.compare, "--compare")
-        _interpreter_for_cpu(device.type)
-        impls = [load_impl(spec) for spec in args.impl]
+        impls = [impl for impl in map(load_impl, args.impl) if impl.op in args.ops]
     except ValueError as err:
         raise SystemExit(str(err)) from None
     notes = []
     if not impls:
-        impls, notes = mixlab_backends(
-            ("mix_", "mix", "cutmix_", "mixup_cross_entropy", "soft_cross_entropy"), device.type
-        )
+        impls, notes = mixlab_backends(args.ops, device.type)
     dtypes = [DTYPES[d] for d in args.dtypes]
     interpreted = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
     program_order = device.type == "cpu" and interpreted
