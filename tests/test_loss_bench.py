@@ -40,6 +40,9 @@ def test_sweep_columns_are_same_run_ratios(monkeypatch):
     assert ok["frac_copy"].to_numpy() == pytest.approx(ok["gbps"] / ok["copy_gbps"])
     best = ok.loc[["ce_pair", "dense_log_softmax"], "median_ms"].min()
     assert ok["vs_best_peer"].to_numpy() == pytest.approx(ok["median_ms"] / best)
+    best_min = ok.loc[["ce_pair", "dense_log_softmax"], "min_ms"].min()
+    assert ok["vs_best_peer_min"].to_numpy() == pytest.approx(ok["min_ms"] / best_min)
+    assert (ok["min_ms"] <= ok["median_ms"]).all()
     assert (ok["rounds"] >= loss_bench.MIN_REPEATS).all()
     table = loss_bench.targets_table(frame)
     assert len(table) == 1 and table.loc[0, "impl"] == "mixlab_torch"
