@@ -4,7 +4,7 @@ x[i] <- lam_i * x[i] + (1 - lam_i) * x[perm[i]] must read x[perm[i]] as it was b
 the call, while rows are being overwritten. Along a cycle c0 -> c1 -> ... -> c_{L-1} -> c0
 of the permutation (c_{k+1} = perm[c_k]) row c_k needs c_{k+1}, which is not yet written
 when the rows are visited in cycle order; only the last row needs c0, whose block the
-program loaded first and kept (DESIGN.md section 3). Each program owns one cycle and one
+program loaded first and kept (docs/design.md §3). Each program owns one cycle and one
 block of columns, so no two programs touch the same element: race-free by construction,
 whatever order the programs run in. Every element is read once and written once, the
 traffic of a copy.

@@ -18,7 +18,7 @@ its point is retried once. A worker whose trial was taken as lost while it still
 UpdateFinishedTrialError when it records the result, and drops it: the storage accepts
 one final state per trial, so every point ends COMPLETE exactly once.
 
-The learning curve and config of each trial are stored in its user_attrs (contract 3).
+The learning curve and config of each trial are stored in its user_attrs (docs/design.md §8).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ DEFAULT_HEARTBEAT_S = 10.0
 GRACE_BEATS = 6  # a RUNNING trial silent for this many heartbeats is lost
 MAX_ATTEMPTS = 2  # a grid point whose objective raises is retried once
 
-# ActiveLearningConfig -> LearningCurve (contract 2)
+# ActiveLearningConfig -> LearningCurve (docs/design.md §8)
 Objective = Callable[[Any], Any]
 
 
@@ -186,7 +186,7 @@ def is_lost(trial: FrozenTrial, now: float) -> bool:
 
 
 def study_attrs(spec: StudySpec) -> dict[str, Any]:
-    """The study's user_attrs (contract 3)."""
+    """The study's user_attrs (docs/design.md §8)."""
     import mixlab
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
