@@ -1,5 +1,6 @@
 # `make test` and `make demo` work on a fresh machine: they create .venv on first use,
-# install mixlab editable with its dev extras, and skip the install when nothing changed.
+# install mixlab editable with all its extras and the dev tools, and skip the install
+# when nothing changed.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -15,7 +16,7 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch and torchvision pinned exactly; pip takes both from this machine's disk.
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[all,dev]'
 	touch $@
 
 # PostgreSQL server binaries and Chromium for the integration tests: installed when

@@ -1,4 +1,4 @@
-"""Fused soft-label cross-entropy: Triton kernels and their launch wrappers (DESIGN.md section 3).
+"""Fused soft-label cross-entropy: Triton kernels and their launch wrappers (docs/design.md §3).
 
 Per row i, with z the logits, lse_i = log sum_c exp(z_ic) and a soft target t_i:
 

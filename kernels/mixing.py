@@ -4,7 +4,7 @@ x[i] <- lam_i * x[i] + (1 - lam_i) * x[perm[i]] must read x[perm[i]] as it was b
 the call, while rows are being overwritten. Along a cycle c0 -> c1 -> ... -> c_{L-1} -> c0
 of the permutation (c_{k+1} = perm[c_k]) row c_k needs c_{k+1}, which is not yet written
 when the rows are visited in cycle order; only the last row needs c0, whose block was
-loaded first and kept (DESIGN.md section 3). Every element is read once and written once,
+loaded first and kept (docs/design.md §3). Every element is read once and written once,
 the traffic of a copy.
 
 The walk follows a device-side cycle plan (mixlab.device_plans.DevicePlan): the rows

@@ -1,5 +1,5 @@
 """The benchmark harness: every peer does the reference's work, the sweep writes the
-contract's files (benchmark results, DESIGN.md section 4), the regression gate fails
+contract's files (benchmark results, docs/design.md §7), the regression gate fails
 on a regression and only then, and bad options are named."""
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from mixlab.benchmarks.peers import (
     OPS,
     PEERS,
     centered_box,
-    cutmix_lam,
     effective_bytes,
     make_case,
 )
+from mixlab.benchmarks.status import Status
+from mixlab.benchmarks.status import text as status_text
 
 # A tiny even batch (timm needs one) whose labels all differ, so that the lambda timm
 # and torchvision used can be read back from their soft targets.
@@ -87,7 +88,7 @@ def test_peer_does_the_reference_work(impl, op, device):
         if op == "cutmix":
             box = _box_where_changed(before, out)
             assert box[1] - box[0] > 0, "the box is empty: the check would prove nothing"
-            assert lam == pytest.approx(cutmix_lam(before, box))
+            assert lam == pytest.approx(reference.cutmix_lam(box, *before.shape[-2:]))
             expected, _ = reference.cutmix(before, perm, box)
             torch.testing.assert_close(out, expected, atol=0, rtol=0)
         else:
@@ -116,7 +117,7 @@ def test_effective_bytes_count_a_copy():
     x = torch.empty(4, 3, 10, 10)
     assert effective_bytes("mix", x, 0.3) == 2 * x.numel() * 4
     box = centered_box(10, 10, 0.5)
-    assert effective_bytes("cutmix", x, cutmix_lam(x, box)) == pytest.approx(
+    assert effective_bytes("cutmix", x, reference.cutmix_lam(box, *x.shape[-2:])) == pytest.approx(
         2 * 4 * 3 * (box[1] - box[0]) * (box[3] - box[2]) * 4
     )
 
@@ -161,7 +162,8 @@ def test_sweep_writes_the_contract_files(tiny_run):
     assert (mixing["shape"] == "3x8x8").all() and (mixing["batch"] == 4).all()
 
     triton = mixing[mixing["impl"] == "mixlab-triton"]
-    assert len(triton) == 3 and (triton["status"] == NO_CUDA).all()
+    assert len(triton) == 3 and (triton["status"] == Status.NO_CUDA).all()
+    assert status_text(Status.NO_CUDA, triton["reason"].iloc[0]) == NO_CUDA
     assert triton[numbers].isna().all().all()
 
     ok = mixing[mixing["status"] == "ok"]
@@ -174,7 +176,10 @@ def test_sweep_writes_the_contract_files(tiny_run):
     assert ok["frac_copy"].to_numpy() == pytest.approx(ok["gbps"] / ok["copy_gbps"])
 
     loss = pd.read_csv(out / "loss.csv")
-    assert list(loss.columns) == loss_bench.COLUMNS and loss["impl"].tolist() == ["stub"]
+    # the loss bench's columns, with the status's reason beside it
+    assert list(loss.columns.drop("reason")) == loss_bench.COLUMNS
+    assert loss.columns.get_loc("reason") == loss.columns.get_loc("status") + 1
+    assert loss["impl"].tolist() == ["stub"]
     [(device, cases, dtypes, _)] = loss_calls
     assert cases == sweep.QUICK_LOSS_CASES and dtypes == [torch.float32]
 
@@ -251,7 +256,8 @@ def test_a_call_over_the_time_budget_is_skipped_and_said(tmp_path):
     )
     assert rc == 0
     [row] = pd.read_csv(out / "mixing.csv").itertuples()
-    assert row.status.startswith("not measured: one call took") and math.isnan(row.median_ms)
+    assert row.status == Status.NOT_MEASURED and math.isnan(row.median_ms)
+    assert row.reason.startswith("one call took")
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """mixlab.native (the "torch" CPU backend) against mixlab.reference, and its build cache.
 
-The walk's correctness rests on its decomposition (cycles x column tiles, DESIGN.md
-section 3), so the cases force what could break it: fixed points (B=1, odd pairings),
+The walk's correctness rests on its decomposition (cycles x column tiles, docs/design.md
+§3), so the cases force what could break it: fixed points (B=1, odd pairings),
 one long cycle (roll), many tiles per row with ragged ends (tiny tiles, D not a multiple
 of the vector width), and several threads splitting the tasks.
 """
@@ -22,9 +22,11 @@ import torch
 from mixlab import native, reference
 from mixlab.native import build
 from mixlab.permutations import PERMUTATION_KINDS, make_permutation
+from mixlab.verify.tolerance import DTYPES as DTYPE_NAMES
+from mixlab.verify.tolerance import TOLERANCE as TOLERANCES
 
-TOLERANCES = {torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 1e-2}
-DTYPES = tuple(TOLERANCES)
+DTYPES = tuple(DTYPE_NAMES.values())
+
 # (B, D): B=1, 2, odd and ~1024 small rows; D=1, D not a multiple of a tile or of the
 # vector width, D larger than a default tile (4096 float32 / 8192 half elements).
 SHAPES = [(b, d) for b in (1, 2, 7) for d in (1, 300, 10007)] + [(1023, 1), (1023, 37)]

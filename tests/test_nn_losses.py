@@ -14,8 +14,8 @@ import mixlab
 import mixlab.nn
 import mixlab.timm
 from mixlab import reference
+from mixlab.verify.tolerance import TOLERANCE as TOL
 
-TOL = {torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 1e-2}
 BACKENDS = ["torch", "triton", "reference"]
 
 

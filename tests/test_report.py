@@ -1,6 +1,6 @@
 """`mixlab report` on synthetic inputs that follow the data contracts: an Optuna study
-whose trials carry contract-3 params and user_attrs, a benchmark folder (contract 4)
-and an equivalence file (contract 1). The study's AULCs are built so that every
+whose trials carry the params and user_attrs of docs/design.md §8, a benchmark folder (§7)
+and an equivalence file (§4). The study's AULCs are built so that every
 expected number (paired gains, signs, win fractions) is known by hand."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from scipy import stats as scipy_stats
 from mixlab.report import cli as report_cli
 from mixlab.report import load, stats
 from mixlab.report.render import to_markdown
+from mixlab.report.sections import ablation
 from mixlab.studies import storage
 
 STRATEGIES = ("random", "entropy")
@@ -335,7 +336,7 @@ def test_broken_input_file_is_an_error_naming_its_argument(tmp_path, capsys, bro
 def test_provenance_masks_the_storage_password():
     url = "postgresql+psycopg://mix:s3cret@db:5432/st"
     empty = pd.DataFrame(columns=[*load.AXES, "aulc"])
-    text = to_markdown("t", [report_cli._provenance(load.Study("s", url, empty, empty))])
+    text = to_markdown("t", [ablation.provenance(load.Study("s", url, empty, empty))])
     assert "postgresql+psycopg://mix:***@db:5432/st" in text and "s3cret" not in text
 
 

@@ -171,7 +171,7 @@ def test_grid_study_records_each_point_once_with_its_curve(tmp_path):
     assert len(trials) == 8
     assert_each_point_complete_once(spec, trials)
     for t in trials:
-        assert set(t.params) == {"strategy", "alpha", "seed"}  # the swept axes (contract 3)
+        assert set(t.params) == {"strategy", "alpha", "seed"}  # the swept axes (docs/design.md §8)
         assert set(CURVE_ATTRS) <= set(t.user_attrs)
         config = t.user_attrs["config"]
         assert {k: config[k] for k in t.params} == t.params

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 
 import mixlab
 import mixlab.timm
+from mixlab.verify.tolerance import TOLERANCE as TOL
 
-TOL = {torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 1e-2}
 # (mixup_alpha, cutmix_alpha, cutmix_minmax): mixup only, CutMix only, both, min-max boxes
 MIXES = [(1.0, 0.0, None), (0.0, 1.0, None), (0.8, 1.2, None), (0.0, 0.0, (0.2, 0.8)),
          (0.4, 0.0, (0.3, 0.7))]  # fmt: skip

@@ -18,8 +18,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 import mixlab.torchvision as mtv
+from mixlab.verify.tolerance import TOLERANCE as TOL
 
-TOL = {torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 1e-2}
 NUM_CLASSES = 10
 CLASSES = ["MixUp", "CutMix"]
 

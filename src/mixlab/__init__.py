@@ -1,6 +1,6 @@
 """mixlab: fused Triton kernels for mixup, their regression suite, benchmarks and ablations.
 
-Public API (DESIGN.md section 2): `mix_`, `mix`, `cutmix_`, `mixup_cross_entropy`,
+Public API (docs/design.md §2): `mix_`, `mix`, `cutmix_`, `mixup_cross_entropy`,
 `soft_cross_entropy`, `Mixup` and the `reference` module. Attributes load on first use
 (PEP 562) so that `import mixlab` stays light and never imports triton by itself.
 """

@@ -7,6 +7,8 @@ import argparse
 import importlib
 import sys
 
+from mixlab import extras
+
 # subcommand -> (module, one-line help)
 SUBCOMMANDS = {
     "demo": ("mixlab.demo", "run the embedded default: digits study, bench, report"),
@@ -22,6 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module, help_text) in SUBCOMMANDS.items():
         sp = sub.add_parser(name, help=help_text, description=help_text)
+        missing = extras.missing(name)
+        if missing:  # its extra is not installed: a stand-in says which (mixlab.extras)
+            module = "mixlab.extras"
+            sp.set_defaults(_missing_extra=missing)
         importlib.import_module(module).add_arguments(sp)
         sp.set_defaults(_module=module)
     return parser

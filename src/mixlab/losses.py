@@ -1,4 +1,4 @@
-"""Cross-entropy against mixup's soft targets without building them (DESIGN.md sections 2-3).
+"""Cross-entropy against mixup's soft targets without building them (docs/design.md §2-§3).
 
     mixup_cross_entropy(logits, y_a, y_b, lam)
         target t = (1 - eps)(lam onehot(y_a) + (1 - lam) onehot(y_b)) + eps / C, never built

@@ -1,4 +1,4 @@
-"""The mixing API: `mix_`, `mix` and `cutmix_` (DESIGN.md sections 2, 3 and 7).
+"""The mixing API: `mix_`, `mix` and `cutmix_` (docs/design.md §2, §3, §5).
 
 Every call validates its arguments first (mixlab.validation; nothing is written before
 that), then runs one backend (mixlab.backends.resolve):

@@ -2,8 +2,8 @@
 
 In the style of timm's data/mixup.py (one class, modes spelled out), with these choices:
 
-- lam ~ Beta(alpha, alpha) drawn from a torch.Generator (inverse-CDF sampling of one
-  torch uniform per draw), so a seed reproduces a run and no global RNG is touched;
+- lam ~ Beta(alpha, alpha) drawn from a torch.Generator (mixlab.sampling, exact, torch
+  only), so a seed reproduces a run and no global RNG is touched;
 - alpha = 0 turns mixup off; cutmix_alpha > 0 turns CutMix on (with both on, each batch
   picks CutMix with probability switch_prob, as in timm); prob is the chance that a batch
   (mode "batch") or a sample (mode "elem") is mixed at all;
@@ -22,10 +22,9 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-import scipy.special
 import torch
 
-from mixlab import reference
+from mixlab import reference, sampling
 from mixlab.backends import BACKENDS
 from mixlab.mixing import cutmix_, mix_
 from mixlab.permutations import PERMUTATION_KINDS, draw_permutation
@@ -147,12 +146,9 @@ class Mixup:
         return float(torch.rand((), generator=self.generator, dtype=torch.float64))
 
     def _beta(self, a: float, size: int | None = None) -> float | torch.Tensor:
-        """Beta(a, a) by inverse CDF of torch uniforms: exact for every a > 0."""
-        u = torch.rand(
-            () if size is None else (size,), generator=self.generator, dtype=torch.float64
-        )
-        lam = scipy.special.betaincinv(a, a, u.numpy())
-        return float(lam) if size is None else torch.from_numpy(lam).to(torch.float32)
+        """Beta(a, a) from self.generator: exact for every a > 0 (mixlab.sampling)."""
+        lam = sampling.beta_symmetric(a, () if size is None else (size,), self.generator)
+        return float(lam) if size is None else lam.to(torch.float32)
 
     def _lam_per_batch(self) -> tuple[bool, float]:
         """timm's per-batch choice: mix at all (prob), then CutMix or mixup (switch_prob)."""

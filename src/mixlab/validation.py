@@ -1,4 +1,4 @@
-"""Argument checks shared by every backend (DESIGN.md section 7).
+"""Argument checks shared by every backend (docs/design.md §5).
 
 Each check names the offending argument and runs before any byte is written.
 They cost O(B): never an extra pass over x or the logits.

@@ -1,4 +1,4 @@
-"""The active-learning loop with mixup (DESIGN.md section 5; contract 2 for mixlab.studies).
+"""The active-learning loop with mixup (docs/design.md §8, contract C for mixlab.studies).
 
     seed set -> train -> score the pool on clean inputs -> query k -> add -> retrain ...
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from mixlab import reference
 from mixlab.backends import resolve, triton_interpreter_enabled
 from mixlab.permutations import make_permutation
 
@@ -126,11 +127,6 @@ def effective_bytes(op: str, x: torch.Tensor, lam: float) -> float:
     return moved * (1.0 - lam) if op == "cutmix" else moved
 
 
-def cutmix_lam(x: torch.Tensor, box: Box) -> float:
-    y0, y1, x0, x1 = box
-    return 1.0 - (y1 - y0) * (x1 - x0) / (x.shape[-2] * x.shape[-1])
-
-
 # ---------------------------------------------------------------- the reference
 
 
@@ -167,7 +163,7 @@ def _op_args(op: str, case: Case) -> tuple:
 
 def _applied_given(op: str, case: Case) -> tuple[torch.Tensor, float | torch.Tensor]:
     if op == "cutmix":
-        return case.perm, cutmix_lam(case.x, case.box)
+        return case.perm, reference.cutmix_lam(case.box, *case.x.shape[-2:])
     return _op_args(op, case)
 
 

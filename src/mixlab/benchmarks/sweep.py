@@ -27,7 +27,7 @@ import torch
 from pytest_benchmark.stats import Stats
 from tqdm.auto import tqdm
 
-from mixlab.benchmarks import compare, host_cost, provenance
+from mixlab.benchmarks import compare, host_cost, provenance, status
 from mixlab.benchmarks import loss as loss_bench
 from mixlab.benchmarks.peers import OPS, PEERS, Peer, copy_of, effective_bytes, make_case
 from mixlab.benchmarks.timing import Timing, measure_beside
@@ -473,9 +473,9 @@ def _run(config: Config, args: argparse.Namespace) -> int:
 
     results = sweep_mixing(config)
     mixing = mixing_frame(results)
-    mixing.to_csv(out / "mixing.csv", index=False)
+    status.with_reason(mixing).to_csv(out / "mixing.csv", index=False)
     loss, loss_status = loss_frame(config)
-    loss.to_csv(out / "loss.csv", index=False)
+    status.with_reason(loss).to_csv(out / "loss.csv", index=False)
     host_text = host_cost.report(config.device, out, quick=args.quick)
     wall_s = time.perf_counter() - started
 
@@ -504,7 +504,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     print(host_text)
     print(f"\nwritten: {out}/mixing.csv, loss.csv, host_cost.csv, meta.json, benchmark.json")
 
-    failed = int(mixing["status"].str.startswith("error").sum())
+    failed = int((status.with_reason(mixing)["status"] == status.Status.ERROR).sum())
     if config.baseline is not None:
         try:
             table = compare.regressions(mixing, config.baseline, args.threshold)

@@ -28,10 +28,6 @@ class Timing:
     n: int
     samples_s: tuple[float, ...] = ()
 
-    @property
-    def iqr_s(self) -> float:
-        return self.q75_s - self.q25_s
-
     @classmethod
     def from_samples(cls, samples: list[float]) -> Timing:
         if len(samples) == 1:

@@ -1,7 +1,7 @@
 """mixlab's fast CPU mixing: a small C library (mix.c), compiled on first use.
 
 `mix_` and `cutmix_` walk the permutation's cycles in cache-sized column tiles, so an
-in-place mix moves the bytes of a copy (DESIGN.md section 3); mixlab.reference.mix and
+in-place mix moves the bytes of a copy (docs/design.md §3); mixlab.reference.mix and
 mixlab.reference.cutmix are the references they are tested against.
 
 mix.c needs no torch headers: the system C compiler ($CC, else gcc, else cc) builds it

@@ -4,8 +4,8 @@
  * while rows are being overwritten. Along a cycle c0 -> c1 -> ... -> c_{L-1} -> c0
  * (c_{k+1} = perm[c_k]) row c_k needs c_{k+1}, which is not yet written when the rows
  * are visited in cycle order; only the last row needs a kept copy of c0. Every element
- * is then read once from memory and written once: the traffic of a copy (DESIGN.md
- * section 3). Rows are cut into column tiles small enough that "next" is still in L1/L2
+ * is then read once from memory and written once: the traffic of a copy (docs/design.md
+ * §3). Rows are cut into column tiles small enough that "next" is still in L1/L2
  * when it becomes "cur", and (cycle, tile) tasks go to threads: no two tasks touch the
  * same element, so the walk is race-free without locks. Rows come in permutation order,
  * which the hardware prefetcher cannot guess, so while row c_k is mixed the same tile of

@@ -1,5 +1,5 @@
 """`mixlab report`: the comparison report of an ablation study, a benchmark run and the
-kernel equivalence results (DESIGN.md section 6).
+kernel equivalence results (docs/design.md §9).
 
 load     reads the inputs (Optuna storage, bench folder, equivalence.json) into pandas
 stats    per-arm CIs, seed-paired gains and tests, Holm's correction, the win matrix

@@ -1,5 +1,5 @@
-"""Reading the report's three inputs into pandas: an Optuna study (contract 3), a
-benchmark folder (contract 4) and the equivalence results of the test suite (contract 1).
+"""Reading the report's three inputs into pandas: an Optuna study (docs/design.md §8), a
+benchmark folder (§7) and the equivalence results of the test suite (§4).
 
 Every loader returns None (or an empty part) for what is absent instead of raising, so
 a partial report can say what is missing. What is present but wrong (a study name the
@@ -16,12 +16,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from mixlab.benchmarks import status
 from mixlab.studies import storage
 from mixlab.studies.spec import AXES as SPEC_AXES
 
-# The axes a study can sweep (DESIGN.md section 5), in the order tables show them.
+# The axes a study can sweep (docs/design.md §8), in the order tables show them.
 AXES = tuple(SPEC_AXES)
-# The columns the report reads from `mixlab bench` output (contract 4).
+# The columns the report reads from `mixlab bench` output (docs/design.md §7).
 MIXING_COLUMNS = ("op", "impl", "shape", "batch", "dtype", "median_ms", "frac_copy", "status")
 LOSS_COLUMNS = (
     "impl",
@@ -159,6 +160,10 @@ def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame | None:
         raise ValueError(f"--bench: {path} lacks the columns {', '.join(missing)}")
     for column in (c for c in NUMERIC_COLUMNS if c in columns):
         _require_numbers(frame, column, f"--bench: {path}")
+    try:  # files of either form: status text, or Status values and a reason
+        frame = status.with_reason(frame)
+    except ValueError as err:
+        raise ValueError(f"--bench: {path}: {err}") from None
     return frame if len(frame) else None
 
 

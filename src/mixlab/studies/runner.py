@@ -11,7 +11,7 @@ same lock, so that the workers together stop at n_trials.
 Liveness, and how results are recorded: mixlab.studies.survey. Creating the study:
 mixlab.studies.creation.
 
-The learning curve and config of each trial are stored in its user_attrs (contract 3).
+The learning curve and config of each trial are stored in its user_attrs (docs/design.md §8).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from mixlab.studies.survey import (  # noqa: F401
 
 MAX_HEARTBEAT_S = 3600.0
 
-# ActiveLearningConfig -> LearningCurve (contract 2)
+# ActiveLearningConfig -> LearningCurve (docs/design.md §8)
 Objective = Callable[[Any], Any]
 
 

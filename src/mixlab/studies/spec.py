@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# The axes a study can sweep (DESIGN.md section 5) and their types, in grid order: the
+# The axes a study can sweep (docs/design.md §8) and their types, in grid order: the
 # product varies the last axis fastest, so every seed of a setting is run back to back.
 AXES: dict[str, type] = {
     "strategy": str,

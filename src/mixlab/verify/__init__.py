@@ -1,7 +1,7 @@
 """`mixlab verify`: the equivalence suite of the fused ops as a command and a library.
 
 cases      the inputs every implementation is checked on (mixing, CutMix, the two losses)
-tolerance  the design's tolerances and the error measure (DESIGN.md section 3)
+tolerance  the design's tolerances and the error measure (docs/design.md §4)
 checks     one case against one implementation: forward, gradients, float64 oracle, gradcheck
 races      program-order check of Triton kernels under the interpreter (shuffled, reversed,
            loads before stores) and the cross-program hazard trace

@@ -1,4 +1,4 @@
-"""The design's tolerances (DESIGN.md section 3) and the error measure of every comparison."""
+"""The design's tolerances (docs/design.md §4) and the error measure of every comparison."""
 
 from __future__ import annotations
 
