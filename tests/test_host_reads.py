@@ -1,4 +1,4 @@
-"""The CUDA path reads nothing back from the device (DESIGN.md section 8), checked on the CPU.
+"""The CUDA path reads nothing back from the device (docs/design.md §6), checked on the CPU.
 
 Every entry point runs the code path CUDA takes: device-side value checks
 (MIXLAB_CHECKS=device) and the chunked walk a GPU gets (MIXLAB_SM_COUNT=132), with the

@@ -1,4 +1,4 @@
-"""Value checks that stay on the device (DESIGN.md section 8), and when to use them.
+"""Value checks that stay on the device (docs/design.md §6), and when to use them.
 
 Reading a device value on the host (`int(perm.max())`, `bool(mask.all())`) stalls the
 stream at every call, so on CUDA the checks that need the data are queued on the device

@@ -1,4 +1,4 @@
-"""Cycle plans on the permutation's device, for the Triton path (DESIGN.md section 8).
+"""Cycle plans on the permutation's device, for the Triton path (docs/design.md §6).
 
 A `DevicePlan` lists the rows cycle by cycle in walk order, as the host reference
 mixlab.permutations.cycle_plan does, but as three (B,) tensors that never leave the

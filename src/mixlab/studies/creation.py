@@ -24,7 +24,7 @@ SPEC_ATTR = "spec"  # study user attr, written last when the study is created
 
 
 def study_attrs(spec: StudySpec) -> dict[str, Any]:
-    """The study's user_attrs (contract 3)."""
+    """The study's user_attrs (docs/design.md §8)."""
     import mixlab
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
