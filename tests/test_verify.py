@@ -136,7 +136,10 @@ def test_mixlab_mix_kernel_has_no_hazard_when_cycles_are_segmented(device):
         with _gpu_like_segments("mix_"), races.schedule(order, seed=1) as trace:
             mixlab.mix_(y, perm, 0.3, backend="triton")
         assert torch.equal(y, expected), order
-        assert len(trace.launches) == 2 and trace.hazards() == []  # copy heads, then walk
+        # decompose perm on the device, copy the chunks' heads, then walk
+        kernels = [launch.kernel for launch in trace.launches]
+        assert kernels == ["_decompose_kernel", "_copy_heads_kernel", "_walk_kernel"], kernels
+        assert trace.hazards() == []
 
 
 def test_compare_fails_on_an_error_that_grew_or_a_case_that_fails(tmp_path, capsys, monkeypatch):
