@@ -75,3 +75,19 @@ def test_occupancy_model():
     assert occupancy(48, 4, 0, 90) == 40 / 64
     assert occupancy(128, 16, 0, 80) == 16 / 64  # the registers hold one block
     assert occupancy(32, 4, 100_000, 80) == 4 / 64  # shared memory allows one block
+
+
+def test_report_section_shows_every_row(rows, tmp_path):
+    from mixlab.report.gpu_readiness import gpu_readiness_sections
+    from mixlab.report.render import Note, Table
+
+    path = tmp_path / "readiness.json"
+    path.write_text(json.dumps(rows))
+    [section] = gpu_readiness_sections(path, tmp_path)
+    [table] = [b for b in section.blocks if isinstance(b, Table)]
+    assert len(table.frame) == len(rows)
+    for column in ("kernel", "arch", "registers", "spills (B)", "shared (B)", "occupancy"):
+        assert column in table.frame.columns
+    assert (tmp_path / "table_gpu_readiness.csv").exists()
+    [missing] = gpu_readiness_sections(tmp_path / "none.json", tmp_path)
+    assert isinstance(missing.blocks[0], Note)

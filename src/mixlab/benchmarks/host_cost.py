@@ -92,9 +92,10 @@ def cuda_path(device: torch.device):
         torch.set_flush_denormal(False)
 
 
-def measure(device: torch.device, batches=BATCHES, number: int = 50, repeat: int = 5):
-    """One row per (entry point, B): µs per call, the best of `repeat` runs of `number`
-    (timeit's advice: the other runs measure other processes, not this code)."""
+def measure(device: torch.device, batches=BATCHES, number: int = 5, repeat: int = 40):
+    """One row per (entry point, B): µs per call, the best of `repeat` short runs of
+    `number` calls (timeit's advice: the slower runs measure other processes, and short
+    runs are the likelier to dodge a preemption on a shared machine)."""
     from mixlab.host_reads import HostReads
 
     rows = []
@@ -134,7 +135,7 @@ def format_table(frame: pd.DataFrame) -> str:
 def report(device: torch.device, out, quick: bool = False) -> str:
     """Measure (fewer rounds when quick), write out/host_cost.csv (and on CUDA
     out/graph_step.csv), return the text `mixlab bench` prints."""
-    frame = measure(device, number=10 if quick else 50, repeat=3 if quick else 5)
+    frame = measure(device, repeat=8 if quick else 40)
     frame.to_csv(out / "host_cost.csv", index=False)
     text = (
         f"\nhost µs per call on the CUDA path, launches stubbed ({device.type} tensors; "
