@@ -246,6 +246,7 @@ def test_unwritable_out_is_one_line(tmp_path, capsys, case, command):
         ("--budget-s", "inf"),
         ("--threshold", "nan"),
         ("--sizes", "99999999x3x224x224"),
+        ("--threads", "100000"),
     ],
 )
 def test_bench_numbers_are_checked(tmp_path, capsys, option, value):

@@ -96,3 +96,14 @@ def test_symlinked_library_is_refused(tmp_path):
     path.symlink_to(target)
     with pytest.raises(build.UnsafeCacheError, match="symbolic link"):
         native.library_path(cache)
+
+
+def test_included_headers_are_part_of_the_key(tmp_path):
+    header = tmp_path / "extra.h"
+    header.write_text("/* one */\n")
+    cache = tmp_path / "cache"
+    plain = build.library_path(native.SOURCES, native.CFLAGS, cache)
+    with_header = build.library_path(native.SOURCES, native.CFLAGS, cache, headers=[header])
+    header.write_text("/* two */\n")
+    changed = build.library_path(native.SOURCES, native.CFLAGS, cache, headers=[header])
+    assert len({plain, with_header, changed}) == 3

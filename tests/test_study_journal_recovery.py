@@ -30,14 +30,15 @@ from mixlab.studies.spec import load_spec
 
 def fast(spec, url):
     # The trial a dropped tail leaves RUNNING carries this process's own pid (the runs
-    # share a process here): a short heartbeat lets it be taken as lost in a second.
+    # share a process here) and the heartbeat of the run that stamped it: a short one
+    # lets it be taken as lost in about a second.
     return settings(spec, url, heartbeat_s=0.2)
 
 
 def _complete_study(tmp_path, name="tiny"):
     spec = load_spec(write_spec(tmp_path, name=name))
     url = str(tmp_path / f"{name}.journal")
-    runner.run_study(settings(spec, url))
+    runner.run_study(fast(spec, url))
     return spec, url
 
 
@@ -113,7 +114,7 @@ def test_full_disk_ends_the_run_with_a_message_and_a_whole_journal(tmp_path, mon
     url = str(tmp_path / "tiny.journal")
     _disk_fills_after(monkeypatch, writes=40)  # a few trials in
     with pytest.raises(storage.StorageError, match="No space left on device.*run the same"):
-        runner.run_study(settings(spec, url))
+        runner.run_study(fast(spec, url))
     path = tmp_path / "tiny.journal"
     _assert_journal_whole(path)
     kept = _complete_numbers(url, "tiny")
@@ -146,7 +147,7 @@ def test_a_real_full_disk(tmp_path, kind):
         left = 8 << 10 if kind == "journal" else 0
         filler.write_bytes(b"\0" * (free.f_bavail * free.f_frsize - left))
         with pytest.raises(storage.StorageError, match="No space left on device|disk is full"):
-            runner.run_study(settings(spec, url))
+            runner.run_study(fast(spec, url))
         if kind == "journal":
             _assert_journal_whole(disk / "tiny.journal")
         kept = _complete_numbers(url, "tiny")  # readable
@@ -241,4 +242,7 @@ def test_kill_during_sqlite_creation_leaves_a_study_the_next_run_finishes(tmp_pa
                 os._exit(1)
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 9
-        assert runner.run_study(settings(spec, url)).complete == 8, step
+        # usable: its attributes complete, and a run of its first points goes through
+        assert runner.run_study(settings(spec, url, n_trials=2)).complete == 2, step
+        study = optuna.load_study(study_name="tiny", storage=storage.open_storage(url))
+        assert study.user_attrs.keys() == runner.study_attrs(spec).keys(), step

@@ -68,6 +68,7 @@ MIN_REPEATS = 3
 # Buffers of x's size a row holds at once: the fp32 batch it is drawn in, x, its pristine
 # copy, the copy's destination and a peer's out-of-place result.
 BUFFERS_PER_CASE = 5
+MAX_THREADS = 1024
 ROW_SECONDS, QUICK_ROW_SECONDS = 0.4, 0.15
 
 
@@ -215,8 +216,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
     """Check every option (errors name it) before anything is measured or written."""
     if args.repeats < 1:
         raise SystemExit(f"--repeats: must be >= 1, got {args.repeats}")
-    if args.threads is not None and args.threads < 1:
-        raise SystemExit(f"--threads: must be >= 1, got {args.threads}")
+    if args.threads is not None and not 1 <= args.threads <= MAX_THREADS:
+        raise SystemExit(f"--threads: must lie in [1, {MAX_THREADS}], got {args.threads}")
     if args.row_seconds is None:
         args.row_seconds = QUICK_ROW_SECONDS if args.quick else ROW_SECONDS
     for option in ("row_seconds", "max_call_s", "budget_s"):

@@ -73,12 +73,13 @@ def library_path(
     directory: Path | None = None,
     headers: Sequence[Path] = (),
 ) -> Path:
-    """The verified cached library built from `sources` with `cflags`; built if missing
-    or if its bytes do not match their recorded hash. Raises UnsafeCacheError for a
-    folder or file that is not this user's alone."""
+    """The verified cached library built from `sources` with `cflags` (`headers`: files
+    the sources include, part of the key but not compiled); built if missing or if its
+    bytes do not match their recorded hash. Raises UnsafeCacheError for a folder or file
+    that is not this user's alone."""
     cc = compiler()
     hasher = hashlib.sha256()
-    for source in (*sources, *headers):  # headers are part of the key, not compiled alone
+    for source in (*sources, *headers):
         hasher.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
     hasher.update(_target_description(cc, cflags).encode())
     directory = cache_dir() if directory is None else directory
