@@ -73,6 +73,21 @@ def test_a_command_without_its_extra_names_it_and_the_others_still_run():
     assert "usage: mixlab bench" in done.stdout
 
 
+def test_a_command_s_options_reach_the_message_not_argparse():
+    done = _python(
+        """
+        import sys
+        sys.modules["pandas"] = None  # as if mixlab[bench] were not installed
+        from mixlab.cli import main
+        sys.exit(main(["bench", "--quick", "--sizes", "4x3x8x8", "-h"]))
+        """
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "mixlab bench: needs the [bench] extra (pandas not installed): pip install 'mixlab[bench]'"
+    ]
+
+
 def test_every_command_with_everything_installed_has_its_own_parser():
     assert all(extras.missing(command) is None for command in extras.COMMAND_EXTRAS)
 

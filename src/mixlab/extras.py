@@ -60,8 +60,10 @@ def _importable(module: str) -> bool:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The stand-in's parser: takes the command's arguments unread."""
-    parser.add_argument("arguments", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    """The stand-in's parser: takes the command's arguments, options and -h included,
+    unread (no argument starts with a NUL prefix), so that `run` can say what is missing."""
+    parser.prefix_chars = "\0"
+    parser.add_argument("arguments", nargs="*", help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:
