@@ -8,7 +8,8 @@ On CPU tensors it finds the reads CUDA would have to wait for, without a GPU.
 
 Two things are not reads of device data and are let through:
 - values drawn from a CPU torch.Generator (Mixup draws lambda, the box and the CPU
-  permutation on the host on purpose): the outputs of any op given a CPU generator;
+  permutation on the host on purpose): the outputs of any op given a CPU generator, and
+  of any op whose tensor inputs are all such values;
 - what Triton's interpreter does to run a kernel on CPU tensors (on a GPU it is the
   device's work): `kernel_launches` runs launches outside the watch, or stubs them.
 """
@@ -86,11 +87,23 @@ class HostReads(TorchDispatchMode):
             self._record("aten._local_scalar_dense")
         out = func(*args, **kwargs)
         generator = kwargs.get("generator")
-        if isinstance(generator, torch.Generator) and generator.device.type == "cpu":
-            for t in out if isinstance(out, (tuple, list)) else (out,):
-                if isinstance(t, torch.Tensor):
+        drawn = isinstance(generator, torch.Generator) and generator.device.type == "cpu"
+        inputs = [t for t in torch.utils._pytree.tree_leaves((args, kwargs)) if _is_tensor(t)]
+        # Computed from host draws alone (Mixup's Beta sampler): host values too. A 0-d
+        # CPU tensor beside them is a Python number torch wrapped (torch.where(m, v, 1.0)).
+        host = [self._is_host_value(t) for t in inputs]
+        derived = any(host) and all(
+            h or (t.ndim == 0 and t.device.type == "cpu") for t, h in zip(inputs, host, strict=True)
+        )
+        if drawn or derived:
+            for t in torch.utils._pytree.tree_leaves(out):
+                if _is_tensor(t):
                     self._host_values[id(t)] = t
         return out
+
+
+def _is_tensor(t) -> bool:
+    return isinstance(t, torch.Tensor)
 
 
 @contextlib.contextmanager

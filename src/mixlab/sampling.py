@@ -8,7 +8,7 @@ scipy's inverse CDF would make scipy a dependency of the core: hence our own sam
 Beta(a, a) = G1 / (G1 + G2) for independent G1, G2 ~ Gamma(a). Each Gamma(a) is
 Gamma(a + 1) * U ** (1 / a) (U uniform on (0, 1]), and Gamma(a + 1), shape >= 1, comes
 from Marsaglia and Tsang's rejection method (ACM TOMS 26(3), 2000), vectorised: every
-round draws for all samples still pending and keeps the accepted ones (> 95 % a round).
+round draws for all samples and keeps those a pending sample accepts (> 95 % a round).
 The ratio is taken in log space, sigmoid(log G1 - log G2), so that a tiny a (where
 U ** (1 / a) underflows) still gives a lambda in [0, 1] and never 0 / 0.
 """
@@ -32,18 +32,21 @@ def _log_gamma_samples(a: float, n: int, generator: torch.Generator) -> torch.Te
     """log of n Gamma(a) samples: log Gamma(a + 1) + log(U) / a."""
     d = a + 1.0 - 1.0 / 3.0
     c = 1.0 / math.sqrt(9.0 * d)
-    out = torch.empty(n, dtype=torch.float64)
-    pending = torch.arange(n)
-    while len(pending):
-        k = len(pending)
-        x = torch.randn(k, generator=generator, dtype=torch.float64)
+    # Every round redraws all n and keeps what a pending sample accepts: built from the
+    # draws alone (no index tensors), so every value here is known to come from the host.
+    first = torch.randn(n, generator=generator, dtype=torch.float64)
+    out = torch.zeros_like(first)
+    pending = torch.ones_like(first, dtype=torch.bool)
+    x = first
+    while bool(pending.any()):
         # 1 - rand lies in (0, 1]: its log is finite
-        log_u = torch.log1p(-torch.rand(k, generator=generator, dtype=torch.float64))
+        log_u = torch.log1p(-torch.rand(n, generator=generator, dtype=torch.float64))
         v = (1.0 + c * x) ** 3
         positive = v > 0
         log_v = torch.log(torch.where(positive, v, 1.0))
-        accept = positive & (log_u < 0.5 * x * x + d - d * v + d * log_v)
-        out[pending[accept]] = math.log(d) + log_v[accept]
-        pending = pending[~accept]
+        accept = pending & positive & (log_u < 0.5 * x * x + d - d * v + d * log_v)
+        out = torch.where(accept, math.log(d) + log_v, out)
+        pending = pending & ~accept
+        x = torch.randn(n, generator=generator, dtype=torch.float64)
     boost = torch.log1p(-torch.rand(n, generator=generator, dtype=torch.float64)) / a
     return out + boost
