@@ -99,17 +99,24 @@ def measure_row(
         )
     except Exception as e:  # one broken peer must not lose a long sweep; the row says why
         return Measured({**row, "status": f"error: {type(e).__name__}: {e}"})
-    gbps = effective_bytes(op, x, lam) / impl_t.median_s / 1e9
-    copy_gbps = effective_bytes("mix", x, 0.0) / copy_t.median_s / 1e9
     row.update(
         median_ms=impl_t.median_s * 1e3,
         q25_ms=impl_t.q25_s * 1e3,
         q75_ms=impl_t.q75_s * 1e3,
-        gbps=gbps,
-        samples_per_s=case.batch / impl_t.median_s,
-        copy_gbps=copy_gbps,
-        frac_copy=gbps / copy_gbps,
+        **rates(op, x, lam, impl_t, copy_t),
         rounds=impl_t.n,
         status="ok",
     )
     return Measured(row, impl_t, copy_t)
+
+
+def rates(op: str, x: torch.Tensor, lam: float, impl_t: Timing, copy_t: Timing) -> dict:
+    """GB/s, samples/s and frac_copy of a peer timed beside the copy (also bench/'s)."""
+    gbps = effective_bytes(op, x, lam) / impl_t.median_s / 1e9
+    copy_gbps = effective_bytes("mix", x, 0.0) / copy_t.median_s / 1e9
+    return {
+        "gbps": gbps,
+        "samples_per_s": x.shape[0] / impl_t.median_s,
+        "copy_gbps": copy_gbps,
+        "frac_copy": gbps / copy_gbps,
+    }
