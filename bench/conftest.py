@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mixlab.benchmarks.options import DTYPES, parse_sizes
 from mixlab.benchmarks.peers import Case, make_case
-from mixlab.benchmarks.sweep import DTYPES, parse_sizes
 
 DEFAULT_SIZES = "256x3x32x32,64x3x224x224"
 DEFAULT_DTYPES = "float32,bfloat16"

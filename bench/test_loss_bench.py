@@ -41,7 +41,7 @@ def summary_table(request):
     for (batch, classes), case in table.groupby(level=["batch", "classes"]):
         case = case.droplevel(["batch", "classes"])
         peers = case.loc[case.index.intersection(PEERS)]
-        for impl in case.index.intersection(["mixlab_torch", "mixlab_triton"]):
+        for impl in case.index.intersection(["mixlab-torch", "mixlab-triton"]):
             speedup = peers["median_ms"].min() / case.loc[impl, "median_ms"]
             lines.append(
                 f"({batch}, {classes}) {impl}: {speedup:.2f}x faster than the best peer, "

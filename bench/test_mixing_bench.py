@@ -16,7 +16,8 @@ import time
 import pytest
 import torch
 
-from mixlab.benchmarks.peers import OPS, PEERS, copy_of, effective_bytes
+from mixlab.benchmarks.measure import rates
+from mixlab.benchmarks.peers import OPS, PEERS, copy_of
 from mixlab.benchmarks.timing import measure_beside
 
 ROUND_BUDGET_S = 0.5  # per benchmark; slow peers still get MIN_ROUNDS
@@ -59,12 +60,6 @@ def test_mixing(benchmark, batches, bench_device, op, impl, size, dtype):
     # a copy timed after the benchmark would meet another load on a shared machine.
     copy = _synced(copy_of(case.x), bench_device)
     impl_t, copy_t = measure_beside(call, copy, "cpu", repeats=rounds, setup=prepared.setup)
-    gbps = effective_bytes(op, case.x, lam) / impl_t.median_s / 1e9
-    copy_gbps = effective_bytes("mix", case.x, 0.0) / copy_t.median_s / 1e9
     benchmark.extra_info.update(
-        gbps=gbps,
-        copy_gbps=copy_gbps,
-        copy_median_s=copy_t.median_s,
-        frac_copy=gbps / copy_gbps,
-        samples_per_s=batch / impl_t.median_s,
+        **rates(op, case.x, lam, impl_t, copy_t), copy_median_s=copy_t.median_s
     )

@@ -12,7 +12,7 @@ from mixlab.benchmarks import loss as loss_bench
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize(
-    "impl", ["dense_log_softmax", "ce_prob_target", "ce_pair", "compiled_pair", "mixlab_torch"]
+    "impl", ["dense_log_softmax", "ce_prob_target", "ce_pair", "compiled_pair", "mixlab-torch"]
 )
 def test_every_implementation_does_the_references_work(impl, dtype):
     logits, y_a, y_b = loss_bench.make_inputs(6, 13, dtype, "cpu")
@@ -31,7 +31,7 @@ def test_every_implementation_does_the_references_work(impl, dtype):
 
 def test_sweep_columns_are_same_run_ratios(monkeypatch):
     monkeypatch.setattr(loss_bench, "ROW_SECONDS", 0.01)
-    impls = ["ce_pair", "dense_log_softmax", "mixlab_torch", "mixlab_triton"]
+    impls = ["ce_pair", "dense_log_softmax", "mixlab-torch", "mixlab-triton"]
     frame = loss_bench.run_loss_bench("cpu", [(8, 300)], [torch.float32], 3, False, impls)
     rows = frame.set_index("impl")
     ok = rows[rows["status"] == "ok"]
@@ -45,8 +45,8 @@ def test_sweep_columns_are_same_run_ratios(monkeypatch):
     assert (ok["min_ms"] <= ok["median_ms"]).all()
     assert (ok["rounds"] >= loss_bench.MIN_REPEATS).all()
     table = loss_bench.targets_table(frame)
-    assert len(table) == 1 and table.loc[0, "impl"] == "mixlab_torch"
+    assert len(table) == 1 and table.loc[0, "impl"] == "mixlab-torch"
     assert (
         table.loc[0, "best_peer"] == ok.loc[["ce_pair", "dense_log_softmax"], "median_ms"].idxmin()
     )
-    assert table.loc[0, "vs_best_peer"] == pytest.approx(rows.loc["mixlab_torch", "vs_best_peer"])
+    assert table.loc[0, "vs_best_peer"] == pytest.approx(rows.loc["mixlab-torch", "vs_best_peer"])

@@ -336,15 +336,15 @@ def test_peak_extra_bytes_sees_temporaries_and_kept_tensors():
 
 
 def test_loss_bench_rows_and_memory():
-    impls = ["dense_log_softmax", "mixlab_torch", "mixlab_triton"]
+    impls = ["dense_log_softmax", "mixlab-torch", "mixlab-triton"]
     frame = run_loss_bench("cpu", [(64, 2000)], [torch.float32], 2, progress=False, impls=impls)
     assert list(frame.columns) == loss_bench.COLUMNS
     rows = frame.set_index("impl")
-    assert rows.loc["mixlab_triton", "status"] == "not measured: no CUDA device"
-    assert np.isnan(rows.loc["mixlab_triton", "median_ms"])
-    assert (rows.loc[["dense_log_softmax", "mixlab_torch"], "status"] == "ok").all()
+    assert rows.loc["mixlab-triton", "status"] == "not measured: no CUDA device"
+    assert np.isnan(rows.loc["mixlab-triton", "median_ms"])
+    assert (rows.loc[["dense_log_softmax", "mixlab-torch"], "status"] == "ok").all()
     # The gradient (1x) is the only B x C allocation of the torch path that outlives a chunk.
-    assert 1.0 <= rows.loc["mixlab_torch", "peak_extra_over_logits"] <= 1.1
+    assert 1.0 <= rows.loc["mixlab-torch", "peak_extra_over_logits"] <= 1.1
     assert rows.loc["dense_log_softmax", "peak_extra_over_logits"] >= 3.0
 
 

@@ -151,10 +151,10 @@ def make_bench(folder: Path) -> Path:
     rows.append(unsupported | {k: math.nan for k in ("median_ms", "gbps", "frac_copy")})
     pd.DataFrame(rows).to_csv(folder / "mixing.csv", index=False)
     loss_rows = []
-    peers = (("dense_reference", 30.0, 3.2), ("mixlab_torch", 12.0, 1.05), ("mixlab_triton", 0, 0))
+    peers = (("dense_reference", 30.0, 3.2), ("mixlab-torch", 12.0, 1.05), ("mixlab-triton", 0, 0))
     for impl, ms, mem in peers:
         for batch, classes in ((1024, 1000), (256, 32000)):
-            ok = impl != "mixlab_triton"
+            ok = impl != "mixlab-triton"
             loss_rows.append(
                 {
                     "impl": impl,

@@ -45,10 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
-        raise SystemExit(f"--workers: must be >= 1, got {args.workers}")
+        raise ValueError(f"--workers: must be >= 1, got {args.workers}")
     spec = Path(args.spec)
     if not spec.is_file():
-        raise SystemExit(f"--spec: no such file {spec}")
+        raise ValueError(f"--spec: no such file {spec}")
     steps = [
         ("ablation study", ["ablate", str(spec), "--workers", str(args.workers)]),
         ("benchmark", ["bench", "--quick", "--out", args.bench_out]),

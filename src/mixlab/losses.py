@@ -10,8 +10,8 @@ sweeps fused in C, compiled on first use), "reference" (mixlab.reference, which 
 dense target on purpose). Both fast paths keep only lse_i (O(B)) from the forward and
 write the gradient (softmax - t) * g once, in the backward, where g is known.
 
-Autograd: the fast paths are torch.library custom ops (mixlab::mixup_ce, mixlab::soft_ce and
-their backwards) with register_autograd and register_fake, so that
+Autograd (mixlab.loss_ops): the fast paths are torch.library custom ops (mixlab::mixup_ce,
+mixlab::soft_ce and their backwards) with register_autograd and register_fake, so that
 torch.compile(model_and_loss, fullgraph=True) traces through them. The checks that need the
 data (label ranges, lam in [0, 1]) run inside the ops, on real tensors, so that they run under
 torch.compile as well; they run before anything is computed.
@@ -31,18 +31,23 @@ from torch import Tensor
 
 from mixlab import reference
 from mixlab.backends import resolve
+from mixlab.loss_ops import (
+    InplaceBackward,
+    check_mixup_values,
+    kernels,
+    mixup_ce_op,
+    mixup_forward,
+    soft_ce_op,
+)
 from mixlab.native import loss as native_loss
 from mixlab.validation import (
-    DOUBLE_BACKWARD,
     FLOAT_DTYPES,
     check_batch,
     check_label_layout,
-    check_labels,
     check_lam,
     check_not_meta,
     check_reduction,
     check_smoothing,
-    shares_memory,
 )
 
 
@@ -71,18 +76,18 @@ def mixup_cross_entropy(
     for name, y in (("y_a", y_a), ("y_b", y_b)):  # before the op: a meta label would
         check_label_layout(name, y, logits.shape[0], logits.device)  # reach the fake kernel
     if impl == "reference":
-        _check_mixup_values(logits, y_a, y_b, lam)
+        check_mixup_values(logits, y_a, y_b, lam)
         return reference.mixup_cross_entropy(logits, y_a, y_b, lam, eps, reduction)
     if _inplace_wanted(logits, inplace_backward):
-        forward = functools.partial(_mixup_forward, impl=impl)
-        backward = _kernels(impl).mixup_ce_backward
-        out = _InplaceBackward.apply(logits, forward, backward, y_a, y_b, lam, eps)
+        forward = functools.partial(mixup_forward, impl=impl)
+        backward = kernels(impl).mixup_ce_backward
+        out = InplaceBackward.apply(logits, forward, backward, y_a, y_b, lam, eps)
     elif impl == "torch" and not torch.compiler.is_compiling():
         # eager: no custom-op dispatch; loss.c checks the label and lam values itself
         out = (native_loss.mixup_ce_rows(logits, y_a, y_b, lam, eps),)
     else:
-        out = _mixup_ce_op(logits, y_a, y_b, lam, eps, impl)
-    return _reduce(out[0], reduction).to(logits.dtype)  # out[0]: the per-row losses
+        out = mixup_ce_op(logits, y_a, y_b, lam, eps, impl)
+    return reference.reduce_loss(out[0], reduction).to(logits.dtype)  # out[0]: the per-row losses
 
 
 def soft_cross_entropy(
@@ -109,13 +114,13 @@ def soft_cross_entropy(
     if impl == "reference":
         return reference.soft_cross_entropy(logits, target, reduction)
     if _inplace_wanted(logits, inplace_backward):
-        forward = _kernels(impl).soft_ce_forward
-        out = _InplaceBackward.apply(logits, forward, _kernels(impl).soft_ce_backward, target)
+        forward = kernels(impl).soft_ce_forward
+        out = InplaceBackward.apply(logits, forward, kernels(impl).soft_ce_backward, target)
     elif impl == "torch" and not torch.compiler.is_compiling():  # eager: no custom-op dispatch
         out = (native_loss.soft_ce_rows(logits, target),)
     else:
-        out = _soft_ce_op(logits, target, impl)
-    return _reduce(out[0], reduction).to(logits.dtype)
+        out = soft_ce_op(logits, target, impl)
+    return reference.reduce_loss(out[0], reduction).to(logits.dtype)
 
 
 # ---- argument checks ---------------------------------------------------------------------
@@ -136,14 +141,10 @@ def _check_logits(logits, backend: str) -> str:
     return impl
 
 
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def _lam_rows(lam, logits: Tensor) -> Tensor:
     """lam as a (B,) tensor in the compute dtype; a float is checked here, a tensor's values
-    inside the op (`_check_mixup_values`)."""
-    batch, dtype = logits.shape[0], _compute_dtype(logits.dtype)
+    inside the op (`loss_ops.check_mixup_values`)."""
+    batch, dtype = logits.shape[0], reference.compute_dtype(logits.dtype)
     if not isinstance(lam, Tensor):
         if isinstance(lam, bool) or not isinstance(lam, (int, float)):
             check_lam(lam, batch, logits.device)  # names the type
@@ -166,13 +167,6 @@ def _lam_rows(lam, logits: Tensor) -> Tensor:
     return lam.to(dtype)
 
 
-def _check_mixup_values(logits: Tensor, y_a: Tensor, y_b: Tensor, lam: Tensor) -> None:
-    batch, num_classes = logits.shape
-    check_labels("y_a", y_a, batch, num_classes, logits.device)
-    check_labels("y_b", y_b, batch, num_classes, logits.device)
-    check_lam(lam, batch, logits.device)
-
-
 def _inplace_wanted(logits: Tensor, inplace_backward: bool) -> bool:
     if not inplace_backward:
         return False
@@ -186,174 +180,3 @@ def _inplace_wanted(logits: Tensor, inplace_backward: bool) -> bool:
             "hold its own gradient (autograd's in-place rule); pass inplace_backward=False"
         )
     return True
-
-
-def _reduce(rows: Tensor, reduction: str) -> Tensor:
-    if reduction == "mean":
-        return rows.mean()
-    if reduction == "sum":
-        return rows.sum()
-    return rows
-
-
-def _kernels(impl: str):
-    """The implementation of one backend: mixup_ce_forward/backward, soft_ce_forward/backward."""
-    if impl == "triton":
-        from mixlab.kernels import cross_entropy  # imports triton: only when asked for
-
-        return cross_entropy
-    return native_loss  # the C loss; without a C compiler its first call raises, saying so
-
-
-def _mixup_forward(logits, y_a, y_b, lam, eps, impl):
-    _check_mixup_values(logits, y_a, y_b, lam)
-    return _kernels(impl).mixup_ce_forward(logits, y_a, y_b, lam, eps)
-
-
-# ---- custom ops and their autograd --------------------------------------------------------
-
-
-@torch.library.custom_op("mixlab::mixup_ce", mutates_args=())
-def _mixup_ce_op(
-    logits: Tensor, y_a: Tensor, y_b: Tensor, lam: Tensor, eps: float, impl: str
-) -> tuple[Tensor, Tensor]:
-    """Per-row losses, float32 (float64 for float64 logits), and log-sum-exps, float64 (a
-    float32 pair hi + lo in disguise), shape (B,)."""
-    return _mixup_forward(logits, y_a, y_b, lam, eps, impl)
-
-
-@torch.library.custom_op("mixlab::mixup_ce_backward", mutates_args=())
-def _mixup_ce_backward_op(
-    grad_rows: Tensor,
-    logits: Tensor,
-    y_a: Tensor,
-    y_b: Tensor,
-    lam: Tensor,
-    eps: float,
-    lse: Tensor,
-    impl: str,
-) -> Tensor:
-    out = torch.empty_like(logits)
-    return _kernels(impl).mixup_ce_backward(grad_rows, logits, y_a, y_b, lam, eps, lse, out)
-
-
-@torch.library.custom_op("mixlab::soft_ce", mutates_args=())
-def _soft_ce_op(logits: Tensor, target: Tensor, impl: str) -> tuple[Tensor, Tensor, Tensor]:
-    """Per-row losses and target sums, float32 (float64 for float64 logits), and
-    log-sum-exps, float64."""
-    return _kernels(impl).soft_ce_forward(logits, target)
-
-
-@torch.library.custom_op("mixlab::soft_ce_backward", mutates_args=())
-def _soft_ce_backward_op(
-    grad_rows: Tensor, logits: Tensor, target: Tensor, lse: Tensor, target_sum: Tensor, impl: str
-) -> Tensor:
-    out = torch.empty_like(logits)
-    return _kernels(impl).soft_ce_backward(grad_rows, logits, target, lse, target_sum, out)
-
-
-def _rows_like(logits: Tensor, dtype: torch.dtype | None = None) -> Tensor:
-    return logits.new_empty(logits.shape[0], dtype=dtype or _compute_dtype(logits.dtype))
-
-
-@_mixup_ce_op.register_fake
-def _(logits, y_a, y_b, lam, eps, impl):
-    return _rows_like(logits), _rows_like(logits, torch.float64)
-
-
-@_soft_ce_op.register_fake
-def _(logits, target, impl):
-    return _rows_like(logits), _rows_like(logits, torch.float64), _rows_like(logits)
-
-
-@_mixup_ce_backward_op.register_fake
-def _(grad_rows, logits, y_a, y_b, lam, eps, lse, impl):
-    return torch.empty_like(logits)
-
-
-@_soft_ce_backward_op.register_fake
-def _(grad_rows, logits, target, lse, target_sum, impl):
-    return torch.empty_like(logits)
-
-
-def _mixup_setup_context(ctx, inputs, output):
-    logits, y_a, y_b, lam, ctx.eps, ctx.impl = inputs
-    ctx.save_for_backward(logits, y_a, y_b, lam, output[1])
-
-
-def _mixup_backward(ctx, grad_rows, _grad_lse):
-    logits, y_a, y_b, lam, lse = ctx.saved_tensors
-    grad = _mixup_ce_backward_op(grad_rows, logits, y_a, y_b, lam, ctx.eps, lse, ctx.impl)
-    return grad, None, None, None, None, None
-
-
-def _soft_setup_context(ctx, inputs, output):
-    logits, target, ctx.impl = inputs
-    ctx.save_for_backward(logits, target, output[1], output[2])
-
-
-def _soft_backward(ctx, grad_rows, _grad_lse, _grad_target_sum):
-    logits, target, lse, target_sum = ctx.saved_tensors
-    grad = _soft_ce_backward_op(grad_rows, logits, target, lse, target_sum, ctx.impl)
-    return grad, None, None
-
-
-_mixup_ce_op.register_autograd(_mixup_backward, setup_context=_mixup_setup_context)
-_soft_ce_op.register_autograd(_soft_backward, setup_context=_soft_setup_context)
-
-
-def _no_double_backward(name: str):
-    def backward(ctx, *grads):
-        raise RuntimeError(DOUBLE_BACKWARD.format(name=name))
-
-    return backward
-
-
-# The backward ops are differentiable in name only: differentiating them raises this error
-# (a first backward with create_graph=True still works), not autograd's "no formula".
-_mixup_ce_backward_op.register_autograd(
-    _no_double_backward("mixup_cross_entropy"), setup_context=lambda ctx, inputs, output: None
-)
-_soft_ce_backward_op.register_autograd(
-    _no_double_backward("soft_cross_entropy"), setup_context=lambda ctx, inputs, output: None
-)
-
-
-class _InplaceBackward(torch.autograd.Function):
-    """A loss whose backward writes the gradient into the logits' buffer (inplace_backward=True).
-
-    forward_fn(logits, *args) -> (rows, *stats); backward_fn(g, logits, *args, *stats, out):
-    the kernels' signatures. The forward leaves the values alone but marks the
-    logits dirty and bumps their version, which makes autograd (a) reject, at backward time,
-    any upstream op that saved them, and (b) route later uses of the logits through this node.
-    """
-
-    @staticmethod
-    def forward(ctx, logits, forward_fn, backward_fn, *args):
-        # The backward overwrites the logits while it reads labels, lam or targets: an
-        # argument that shares their memory is copied first.
-        args = [
-            a.clone() if isinstance(a, Tensor) and shares_memory(a, logits) else a for a in args
-        ]
-        rows, *stats = forward_fn(logits, *args)
-        ctx.mark_dirty(logits)
-        torch.autograd.graph.increment_version(logits)
-        ctx.backward_fn = backward_fn
-        ctx.is_tensor = [isinstance(a, Tensor) for a in args]
-        ctx.consts = [a for a in args if not isinstance(a, Tensor)]
-        ctx.n_stats = len(stats)
-        ctx.save_for_backward(logits, *stats, *(a for a in args if isinstance(a, Tensor)))
-        return rows, logits
-
-    @staticmethod
-    def backward(ctx, grad_rows, grad_logits_out):
-        if torch.is_grad_enabled():
-            raise RuntimeError(DOUBLE_BACKWARD.format(name="inplace_backward=True"))
-        logits, *saved = ctx.saved_tensors
-        stats, tensors = saved[: ctx.n_stats], iter(saved[ctx.n_stats :])
-        consts = iter(ctx.consts)
-        args = [next(tensors) if is_t else next(consts) for is_t in ctx.is_tensor]
-        grad = ctx.backward_fn(grad_rows, logits, *args, *stats, logits)
-        if grad_logits_out is not None:  # the logits were used again after the loss
-            grad.add_(grad_logits_out)
-        return (grad, None, None) + (None,) * len(ctx.is_tensor)

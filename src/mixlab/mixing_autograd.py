@@ -45,13 +45,9 @@ def bump_version(x: torch.Tensor) -> None:
         torch.autograd.graph.increment_version(x)
 
 
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def mix_transpose(g: torch.Tensor, perm: torch.Tensor, lam) -> torch.Tensor:
     """The gradient of reference.mix w.r.t. x: lam_j g[j] + (1 - lam_inv(j)) g[inv(j)]."""
-    cdt = _compute_dtype(g.dtype)
+    cdt = reference.compute_dtype(g.dtype)
     gc = g.to(cdt)
     lam_c = reference._lam_column(lam, g.shape[0], g.ndim, g.device).to(cdt)
     grad = lam_c * gc

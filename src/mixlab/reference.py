@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The arithmetic dtype of every path: float64 for float64 inputs, else float32."""
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
@@ -22,7 +23,7 @@ def _lam_column(lam: float | torch.Tensor, batch: int, ndim: int, device) -> tor
 
 def mix(x: torch.Tensor, perm: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:
     """out[i] = lam_i * x[i] + (1 - lam_i) * x[perm[i]], out of place, in x's dtype."""
-    xc = x.to(_compute_dtype(x.dtype))
+    xc = x.to(compute_dtype(x.dtype))
     lam_c = _lam_column(lam, x.shape[0], x.ndim, x.device).to(xc.dtype)
     return (lam_c * xc + (1 - lam_c) * xc[perm]).to(x.dtype)
 
@@ -63,7 +64,8 @@ def mixup_target(
     return (1 - label_smoothing) * t + label_smoothing / num_classes
 
 
-def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
+def reduce_loss(loss: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Per-row losses reduced as `reduction` ("mean" | "sum" | "none") asks."""
     if reduction == "mean":
         return loss.mean()
     if reduction == "sum":
@@ -75,13 +77,13 @@ def soft_cross_entropy(
     logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean"
 ) -> torch.Tensor:
     """-sum_c target_c * log_softmax(logits)_c per row, in float32 or better."""
-    cdt = _compute_dtype(logits.dtype)
+    cdt = compute_dtype(logits.dtype)
     logp = torch.log_softmax(logits.to(cdt), dim=-1)
     t = target.to(cdt)
     # A class with no target mass contributes 0 even where its logit is -inf (0 * -inf
     # would be NaN), as in F.cross_entropy with class indices.
     loss = -torch.where(t == 0, 0.0, t * logp).sum(dim=-1)
-    return _reduce(loss, reduction).to(logits.dtype)
+    return reduce_loss(loss, reduction).to(logits.dtype)
 
 
 def mixup_cross_entropy(

@@ -10,8 +10,8 @@ against t = lam * onehot(y_a) + (1 - lam) * onehot(y_b), and its gradient w.r.t.
                          (the source document's MixupLoss): no dense target, two log_softmaxes
     compiled_dense       torch.compile(dense_log_softmax)
     compiled_pair        torch.compile(ce_pair)
-    mixlab_torch         mixlab.mixup_cross_entropy(..., backend="torch")   (CPU)
-    mixlab_triton        mixlab.mixup_cross_entropy(..., backend="triton")  (CUDA)
+    mixlab-torch         mixlab.mixup_cross_entropy(..., backend="torch")   (CPU)
+    mixlab-triton        mixlab.mixup_cross_entropy(..., backend="triton")  (CUDA)
 
 Time: mixlab.benchmarks.timing.measure_beside of one forward + backward, alternating with a
 copy of the logits (`y.copy_(logits)`), so that both see the same machine. gbps counts the
@@ -113,8 +113,8 @@ IMPLEMENTATIONS: dict[str, tuple[Callable[[], LossFn], tuple[str, ...]]] = {
     "ce_pair": (lambda: ce_pair, ("cpu", "cuda")),
     "compiled_dense": (lambda: _compiled(dense_log_softmax), ("cpu", "cuda")),
     "compiled_pair": (lambda: _compiled(ce_pair), ("cpu", "cuda")),
-    "mixlab_torch": (lambda: _mixlab("torch"), ("cpu",)),
-    "mixlab_triton": (lambda: _mixlab("triton"), ("cuda",)),
+    "mixlab-torch": (lambda: _mixlab("torch"), ("cpu",)),
+    "mixlab-triton": (lambda: _mixlab("triton"), ("cuda",)),
 }
 
 

@@ -23,108 +23,46 @@ from __future__ import annotations
 
 import functools
 import importlib
-import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from mixlab import reference
 from mixlab.backends import resolve, triton_interpreter_enabled
-from mixlab.permutations import make_permutation
+from mixlab.benchmarks.cases import (
+    CUTMIX_AREA,
+    MIX_LAM,
+    NO_CUDA,
+    OPS,
+    PEER_SEED,
+    Box,
+    Case,
+    Peer,
+    Prepared,
+    centered_box,
+    copy_of,
+    effective_bytes,
+    make_case,
+)
+from mixlab.benchmarks.peers_library import build_timm, build_torchvision
 
-OPS = ("mix", "mix_elem", "cutmix")
-NO_CUDA = "not measured: no CUDA device"
-# Seed that stochastic peers are reset to before every call (same lambda, same box).
-PEER_SEED = 1234
-MIX_LAM = 0.3
-CUTMIX_AREA = 0.5
-
-Box = tuple[int, int, int, int]  # (y0, y1, x0, x1) over the last two dims
-
-
-@dataclass(frozen=True)
-class Case:
-    """One batch to mix, with everything any peer needs."""
-
-    x: torch.Tensor  # (B, C, H, W), mixed in place by in-place peers
-    perm: torch.Tensor  # (B,) random permutation (peers with a built-in pairing ignore it)
-    lam: float  # scalar lambda of "mix"
-    lam_elem: torch.Tensor  # (B,) float32 lambdas of "mix_elem"
-    box: Box  # box of "cutmix"
-    labels: torch.Tensor  # (B,) int64, for peers that mix labels too
-    num_classes: int
-
-    @property
-    def batch(self) -> int:
-        return self.x.shape[0]
-
-
-def centered_box(height: int, width: int, area: float) -> Box:
-    """A box covering about `area` of an image, centred (a typical CutMix box)."""
-    side_h = round(height * math.sqrt(area))
-    side_w = round(width * math.sqrt(area))
-    y0, x0 = (height - side_h) // 2, (width - side_w) // 2
-    return y0, y0 + side_h, x0, x0 + side_w
-
-
-def make_case(
-    shape: tuple[int, ...],
-    batch: int,
-    dtype: torch.dtype,
-    device: torch.device | str,
-    *,
-    num_classes: int = 1000,
-    seed: int = 0,
-) -> Case:
-    """A random batch of `batch` images of `shape` (C, H, W) with labels, on `device`."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn((batch, *shape), generator=g).to(device=device, dtype=dtype)
-    return Case(
-        x=x,
-        perm=make_permutation("random", batch, g).to(device),
-        lam=MIX_LAM,
-        lam_elem=torch.rand(batch, generator=g).to(device),
-        box=centered_box(shape[-2], shape[-1], CUTMIX_AREA),
-        labels=torch.randint(num_classes, (batch,), generator=g).to(device),
-        num_classes=num_classes,
-    )
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A peer built for one case: `call` is what gets timed."""
-
-    call: Callable[[], object]
-    result: Callable[[], torch.Tensor]  # the mixed batch after the last call
-    # (perm, lam) that the last call used; for cutmix lam = 1 - box area / image area.
-    applied: Callable[[], tuple[torch.Tensor, float | torch.Tensor]]
-    setup: Callable[[], None] | None = None  # untimed, before every call
-    in_place: bool = True
-
-
-@dataclass(frozen=True)
-class Peer:
-    name: str
-    description: str
-    pairing: str  # the permutation it mixes with: "random" (given), "flip", "roll"
-    # None when the peer can run on the device, else why not (a status string).
-    requires: Callable[[torch.device], str | None]
-    # None when the peer supports (op, batch), else why not.
-    supports: Callable[[str, int], str | None]
-    build: Callable[[str, Case], Prepared]
-
-    def status(self, op: str, device: torch.device, batch: int) -> str | None:
-        """None if this peer can be timed for (op, device, batch), else the reason."""
-        return self.requires(torch.device(device)) or self.supports(op, batch)
-
-
-def effective_bytes(op: str, x: torch.Tensor, lam: float) -> float:
-    """Bytes an ideal in-place implementation moves: every element (or, for CutMix, every
-    element of the box) read once and written once - the traffic of a copy."""
-    moved = x.numel() * x.element_size() * 2
-    return moved * (1.0 - lam) if op == "cutmix" else moved
+# The case types live in mixlab.benchmarks.cases; importers of this module still find them.
+__all__ = [
+    "PEERS",
+    "OPS",
+    "NO_CUDA",
+    "PEER_SEED",
+    "MIX_LAM",
+    "CUTMIX_AREA",
+    "Box",
+    "Case",
+    "Prepared",
+    "Peer",
+    "centered_box",
+    "make_case",
+    "effective_bytes",
+    "copy_of",
+]
 
 
 # ---------------------------------------------------------------- the reference
@@ -192,73 +130,6 @@ def _build_compile(op: str, case: Case) -> Prepared:
     # Compile (and warm up) outside the timing, on a copy so that x stays untouched.
     _compiled(op)(case.x.clone(), *_op_args(op, case))
     return prepared
-
-
-# ------------------------------------------------------------- timm, torchvision
-
-
-def _lam_from_target(
-    target: torch.Tensor, labels: torch.Tensor, perm: torch.Tensor, per_sample: bool
-) -> float | torch.Tensor:
-    """Read lambda back from a soft target lam*onehot(y) + (1-lam)*onehot(y[perm])
-    (no label smoothing): it is the weight on a row's own label, wherever the row's
-    partner has another label."""
-    distinct = labels != labels[perm]
-    own = target[torch.arange(labels.numel(), device=labels.device), labels].float()
-    if per_sample:
-        if not bool(distinct.all()):
-            raise ValueError("labels: per-sample lambda needs every row's partner label to differ")
-        return own
-    if not bool(distinct.any()):
-        raise ValueError("labels: every row has its partner's label; lambda is not readable")
-    return float(own[distinct][0])
-
-
-def _build_library(op: str, case: Case, mixer, pairing: str, reseed, in_place: bool) -> Prepared:
-    perm = make_permutation(pairing, case.batch).to(case.x.device)
-    last: dict[str, torch.Tensor] = {}
-
-    def call():
-        last["x"], last["target"] = mixer(case.x, case.labels)
-
-    return Prepared(
-        call=call,
-        result=lambda: last["x"],
-        applied=lambda: (
-            perm,
-            _lam_from_target(last["target"], case.labels, perm, per_sample=op == "mix_elem"),
-        ),
-        setup=reseed,
-        in_place=in_place,
-    )
-
-
-def _build_timm(op: str, case: Case) -> Prepared:
-    from timm.data import Mixup
-
-    common = dict(label_smoothing=0.0, num_classes=case.num_classes, prob=1.0)
-    if op == "cutmix":
-        mixer = Mixup(mixup_alpha=0.0, cutmix_alpha=1.0, correct_lam=True, **common)
-    else:
-        mode = "elem" if op == "mix_elem" else "batch"
-        mixer = Mixup(mixup_alpha=1.0, cutmix_alpha=0.0, mode=mode, **common)
-
-    def reseed() -> None:  # timm draws lambda and box from numpy's global RNG
-        np.random.seed(PEER_SEED)
-
-    return _build_library(op, case, mixer, "flip", reseed, in_place=True)
-
-
-def _build_torchvision(op: str, case: Case) -> Prepared:
-    from torchvision.transforms import v2
-
-    kind = v2.CutMix if op == "cutmix" else v2.MixUp
-    mixer = kind(alpha=1.0, num_classes=case.num_classes)
-
-    def reseed() -> None:  # torchvision draws lambda and box from torch's global RNG
-        torch.manual_seed(PEER_SEED)
-
-    return _build_library(op, case, mixer, "roll", reseed, in_place=False)
 
 
 # ------------------------------------------------------------------------ mixlab
@@ -354,7 +225,7 @@ PEERS: dict[str, Peer] = {
             "flip",
             _needs("timm.data", "timm"),
             _timm_supports,
-            _build_timm,
+            build_timm,
         ),
         Peer(
             "torchvision",
@@ -362,7 +233,7 @@ PEERS: dict[str, Peer] = {
             "roll",
             _needs("torchvision.transforms.v2", "torchvision"),
             _torchvision_supports,
-            _build_torchvision,
+            build_torchvision,
         ),
         Peer(
             "compile",
@@ -390,9 +261,3 @@ PEERS: dict[str, Peer] = {
         ),
     )
 }
-
-
-def copy_of(x: torch.Tensor) -> Callable[[], torch.Tensor]:
-    """`y.copy_(x)` into a buffer of the same size: the bandwidth every row is judged by."""
-    y = torch.empty_like(x)
-    return lambda: y.copy_(x)

@@ -21,7 +21,7 @@ import ctypes
 import torch
 from torch import Tensor
 
-from mixlab import native
+from mixlab import native, reference
 from mixlab.validation import DOUBLE_BACKWARD, check_labels, check_lam
 
 # The loss is bound by its exp (~0.3-0.5 ns per logit and thread, whatever the dtype), so
@@ -48,10 +48,6 @@ def _lib() -> ctypes.CDLL:
         lib.mixlab_vexp.restype = None
         _declared = lib
     return lib
-
-
-def _compute_dtype(logits: Tensor) -> torch.dtype:
-    return torch.float64 if logits.dtype == torch.float64 else torch.float32
 
 
 def _check_logits(logits: Tensor, name: str = "logits") -> None:
@@ -105,7 +101,7 @@ def _lam(lam, logits: Tensor) -> tuple[Tensor, int]:
     ):
         check_lam(lam, logits.shape[0], logits.device)
         raise ValueError("lam: expected a CPU float tensor of shape (B,)")
-    return _rows("lam", lam, logits.shape[0], _compute_dtype(logits))
+    return _rows("lam", lam, logits.shape[0], reference.compute_dtype(logits.dtype))
 
 
 def _target(target: Tensor, logits: Tensor) -> Tensor:
@@ -160,7 +156,7 @@ def _dense_args(logits, target) -> list:
 
 def _forward(logits: Tensor, args: list, n_out: int) -> tuple[Tensor, ...]:
     batch, classes = logits.shape
-    outs = [torch.empty(batch, dtype=_compute_dtype(logits)) for _ in range(n_out)]
+    outs = [torch.empty(batch, dtype=reference.compute_dtype(logits.dtype)) for _ in range(n_out)]
     status = _lib().mixlab_ce_forward(
         logits.data_ptr(),
         _DTYPE_CODES[logits.dtype],
@@ -180,7 +176,7 @@ def _backward(grad_rows, logits, args, lse, target_sum, out) -> Tensor:
     if out.shape != logits.shape or out.dtype != logits.dtype:
         raise ValueError(f"out: expected the logits' {logits.dtype} {tuple(logits.shape)}")
     batch, classes = logits.shape
-    cdt = _compute_dtype(logits)
+    cdt = reference.compute_dtype(logits.dtype)
     g, g_stride = _rows("grad_rows", grad_rows, batch, cdt)
     lse = _rows("lse", lse, batch, cdt)[0].contiguous()
     if target_sum is not None:
