@@ -32,8 +32,6 @@ and timm's FastCollateMixup (uint8 collation; not provided).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
@@ -42,7 +40,7 @@ from mixlab.mixing import cutmix_, mix_
 from mixlab.nn import SoftCrossEntropyLoss
 from mixlab.permutations import make_permutation
 from mixlab.targets import MixedTarget
-from mixlab.validation import check_batch, check_smoothing
+from mixlab.validation import check_batch, check_nonnegative, check_smoothing
 
 MODES = ("batch", "pair", "elem")
 Box = tuple[int, int, int, int]  # (y0, y1, x0, x1), as mixlab.cutmix_ takes it
@@ -87,8 +85,8 @@ class Mixup:
                 "multi_label: dense multi-label targets are not supported by mixlab.timm.Mixup; "
                 "use timm.data.Mixup for them"
             )
-        self.mixup_alpha = _nonnegative("mixup_alpha", mixup_alpha)
-        self.cutmix_alpha = _nonnegative("cutmix_alpha", cutmix_alpha)
+        self.mixup_alpha = check_nonnegative("mixup_alpha", mixup_alpha)
+        self.cutmix_alpha = check_nonnegative("cutmix_alpha", cutmix_alpha)
         self.cutmix_minmax = _check_minmax(cutmix_minmax)
         if self.cutmix_minmax is not None:
             self.cutmix_alpha = 1.0  # as timm: the box ignores lam; lam comes from its area
@@ -224,14 +222,6 @@ def _mirror(half: np.ndarray, batch: int) -> np.ndarray:
 def _region(row: torch.Tensor, box: Box) -> torch.Tensor:
     y0, y1, x0, x1 = box
     return row[..., y0:y1, x0:x1]
-
-
-def _nonnegative(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name}: expected a float, got {type(value).__name__}")
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name}: must be a finite number >= 0, got {value}")
-    return float(value)
 
 
 def _probability(name: str, value) -> float:

@@ -28,7 +28,13 @@ from mixlab import reference, sampling
 from mixlab.backends import BACKENDS
 from mixlab.mixing import cutmix_, mix_
 from mixlab.permutations import PERMUTATION_KINDS, draw_permutation
-from mixlab.validation import check_batch, check_labels, check_lam, check_smoothing
+from mixlab.validation import (
+    check_batch,
+    check_labels,
+    check_lam,
+    check_nonnegative,
+    check_smoothing,
+)
 
 MODES = ("batch", "elem")
 
@@ -94,8 +100,8 @@ class Mixup:
         generator: torch.Generator | None = None,
         seed: int | None = None,
     ):
-        self.alpha = _check_nonnegative("alpha", alpha)
-        self.cutmix_alpha = _check_nonnegative("cutmix_alpha", cutmix_alpha)
+        self.alpha = check_nonnegative("alpha", alpha)
+        self.cutmix_alpha = check_nonnegative("cutmix_alpha", cutmix_alpha)
         self.prob = _check_probability("prob", prob)
         self.switch_prob = _check_probability("switch_prob", switch_prob)
         if mode not in MODES:
@@ -187,14 +193,6 @@ def box_at(height: int, width: int, lam: float, cy: int, cx: int) -> tuple[int, 
 
 def _clipped_span(centre: int, cut: int, size: int) -> tuple[int, int]:
     return max(centre - cut // 2, 0), min(centre + (cut + 1) // 2, size)
-
-
-def _check_nonnegative(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name}: expected a float, got {type(value).__name__}")
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name}: must be a finite number >= 0, got {value}")
-    return float(value)
 
 
 def _check_probability(name: str, value) -> float:

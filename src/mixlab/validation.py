@@ -6,6 +6,8 @@ They cost O(B): never an extra pass over x or the logits.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from mixlab import device_checks
@@ -137,3 +139,12 @@ def check_smoothing(label_smoothing: float) -> float:
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing: must lie in [0, 1], got {label_smoothing}")
     return float(label_smoothing)
+
+
+def check_nonnegative(name: str, value) -> float:
+    """A finite float >= 0 (a Beta parameter), named in the error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name}: expected a float, got {type(value).__name__}")
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name}: must be a finite number >= 0, got {value}")
+    return float(value)
