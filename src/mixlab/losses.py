@@ -48,6 +48,7 @@ from mixlab.validation import (
     check_not_meta,
     check_reduction,
     check_smoothing,
+    is_real,
 )
 
 
@@ -146,7 +147,7 @@ def _lam_rows(lam, logits: Tensor) -> Tensor:
     inside the op (`loss_ops.check_mixup_values`)."""
     batch, dtype = logits.shape[0], reference.compute_dtype(logits.dtype)
     if not isinstance(lam, Tensor):
-        if isinstance(lam, bool) or not isinstance(lam, (int, float)):
+        if not is_real(lam):
             check_lam(lam, batch, logits.device)  # names the type
         if not torch.compiler.is_compiling():
             # Eager: name the value early. Compiled: no Python comparison of lam, which

@@ -17,14 +17,18 @@ temporaries. Its float32 arithmetic is the reference's, operation for operation.
 from __future__ import annotations
 
 import functools
-import numbers
 
-import numpy
 import torch
 
 from mixlab import device_checks, device_plans, mixing_autograd, native, reference
 from mixlab.backends import resolve
-from mixlab.validation import check_batch, check_lam, check_permutation, shares_memory
+from mixlab.validation import (
+    check_batch,
+    check_box,
+    check_lam,
+    check_permutation,
+    shares_memory,
+)
 
 
 def mix_(
@@ -85,7 +89,7 @@ def cutmix_(
     check_batch("x", x, min_ndim=3)
     check_permutation(perm, x.shape[0], x.device)
     perm = _unaliased(perm, x)
-    box = _check_box(box, x.shape[-2], x.shape[-1])
+    box = check_box(box, x.shape[-2], x.shape[-1])
     resolved = resolve(backend, x.device)
     lam = reference.cutmix_lam(box, x.shape[-2], x.shape[-1])
     run = functools.partial(_run_cutmix_, perm=perm, box=box, backend=resolved)
@@ -108,20 +112,6 @@ def _unaliased(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """t itself, or an O(B) copy where t shares memory with x, which the mix overwrites
     while it still reads t."""
     return t.clone() if shares_memory(t, x) else t
-
-
-def _check_box(box, height: int, width: int) -> tuple[int, int, int, int]:
-    if not isinstance(box, (tuple, list)) or len(box) != 4:
-        raise TypeError(f"box: expected a tuple (y0, y1, x0, x1), got {box!r}")
-    if any(isinstance(v, (bool, numpy.bool_)) or not isinstance(v, numbers.Integral) for v in box):
-        raise TypeError(f"box: expected four ints (y0, y1, x0, x1), got {box!r}")
-    y0, y1, x0, x1 = (int(v) for v in box)
-    if not (0 <= y0 <= y1 <= height and 0 <= x0 <= x1 <= width):
-        raise ValueError(
-            f"box: need 0 <= y0 <= y1 <= {height} and 0 <= x0 <= x1 <= {width} "
-            f"(the last two dims of x), got {tuple(box)}"
-        )
-    return y0, y1, x0, x1
 
 
 def _run_mix_(x: torch.Tensor, *, perm: torch.Tensor, lam, backend: str) -> None:

@@ -20,7 +20,7 @@ import torch
 from torch.utils._pytree import tree_map
 
 from mixlab.transform import soft_targets
-from mixlab.validation import check_smoothing
+from mixlab.validation import check_smoothing, is_int
 
 
 class MixedTarget(torch.Tensor):
@@ -45,7 +45,7 @@ class MixedTarget(torch.Tensor):
                 raise TypeError(f"{name}: expected an int64 or int32 tensor of class indices")
             if y.ndim != 1 or y.shape != y_a.shape or y.device != y_a.device:
                 raise ValueError(f"{name}: expected shape (B,) on y_a's device, got {y.shape}")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        if not is_int(num_classes) or num_classes < 1:
             raise ValueError(f"num_classes: expected an int >= 1, got {num_classes!r}")
         if isinstance(lam, torch.Tensor) and lam.ndim and lam.shape != y_a.shape:
             raise ValueError(f"lam: expected a float or shape {tuple(y_a.shape)}, got {lam.shape}")

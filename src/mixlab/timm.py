@@ -40,7 +40,7 @@ from mixlab.mixing import cutmix_, mix_
 from mixlab.nn import SoftCrossEntropyLoss
 from mixlab.permutations import make_permutation
 from mixlab.targets import MixedTarget
-from mixlab.validation import check_batch, check_nonnegative, check_smoothing
+from mixlab.validation import check_batch, check_nonnegative, check_smoothing, is_int, is_real
 
 MODES = ("batch", "pair", "elem")
 Box = tuple[int, int, int, int]  # (y0, y1, x0, x1), as mixlab.cutmix_ takes it
@@ -96,7 +96,7 @@ class Mixup:
         self.switch_prob = _probability("switch_prob", switch_prob)
         if mode not in MODES:
             raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        if not is_int(num_classes) or num_classes < 1:
             raise ValueError(f"num_classes: expected an int >= 1, got {num_classes!r}")
         if backend not in BACKENDS:
             raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
@@ -225,7 +225,7 @@ def _region(row: torch.Tensor, box: Box) -> torch.Tensor:
 
 
 def _probability(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+    if not is_real(value) or not 0 <= value <= 1:
         raise ValueError(f"{name}: expected a probability in [0, 1], got {value!r}")
     return float(value)
 

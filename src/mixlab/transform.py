@@ -34,6 +34,8 @@ from mixlab.validation import (
     check_lam,
     check_nonnegative,
     check_smoothing,
+    is_int,
+    is_real,
 )
 
 MODES = ("batch", "elem")
@@ -64,7 +66,7 @@ def soft_targets(
 
     For callers that want dense targets; mixlab.mixup_cross_entropy never builds them.
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+    if not is_int(num_classes) or num_classes < 1:
         raise ValueError(f"num_classes: expected an int >= 1, got {num_classes!r}")
     eps = check_smoothing(label_smoothing)
     batch = y_a.shape[0] if isinstance(y_a, torch.Tensor) and y_a.ndim else 0
@@ -196,7 +198,7 @@ def _clipped_span(centre: int, cut: int, size: int) -> tuple[int, int]:
 
 
 def _check_probability(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_real(value):
         raise TypeError(f"{name}: expected a float, got {type(value).__name__}")
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name}: must lie in [0, 1], got {value}")
@@ -217,7 +219,7 @@ def _make_generator(generator: torch.Generator | None, seed: int | None) -> torc
     generator = torch.Generator()
     if seed is None:
         generator.seed()
-    elif isinstance(seed, bool) or not isinstance(seed, int):
+    elif not is_int(seed):
         raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
     elif not -(2**63) <= seed < 2**64:  # what torch.Generator.manual_seed takes
         raise ValueError(f"seed: must lie in [-2**63, 2**64), got {seed}")

@@ -7,6 +7,7 @@ They cost O(B): never an extra pass over x or the logits.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -18,6 +19,31 @@ DOUBLE_BACKWARD = (
     "{name}: double backward (a gradient of the gradient) is not supported by mixlab's fast "
     "losses; use backend='reference' for it"
 )
+
+
+def is_int(value) -> bool:
+    """An integer that is not a bool (numpy integers count; bool and numpy.bool_ do not)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value) -> bool:
+    """A real number that is not a bool (ints, floats and numpy scalars of either)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_box(box, height: int, width: int) -> tuple[int, int, int, int]:
+    """CutMix's box (y0, y1, x0, x1) as four ints within the last two dims (height, width)."""
+    if not isinstance(box, (tuple, list)) or len(box) != 4:
+        raise TypeError(f"box: expected a tuple (y0, y1, x0, x1), got {box!r}")
+    if not all(is_int(v) for v in box):
+        raise TypeError(f"box: expected four ints (y0, y1, x0, x1), got {box!r}")
+    y0, y1, x0, x1 = (int(v) for v in box)
+    if not (0 <= y0 <= y1 <= height and 0 <= x0 <= x1 <= width):
+        raise ValueError(
+            f"box: need 0 <= y0 <= y1 <= {height} and 0 <= x0 <= x1 <= {width} "
+            f"(the last two dims of x), got {tuple(box)}"
+        )
+    return y0, y1, x0, x1
 
 
 def check_batch(name: str, t: torch.Tensor, dtypes=FLOAT_DTYPES, min_ndim: int = 1) -> None:
@@ -96,7 +122,7 @@ def check_lam(lam, batch: int, device: torch.device) -> float | torch.Tensor:
             elif not bool(((lam >= 0) & (lam <= 1)).all()):
                 raise ValueError("lam: every value must lie in [0, 1]")
             return lam.to(torch.float32).contiguous()
-    if isinstance(lam, bool) or not isinstance(lam, (int, float)):
+    if not is_real(lam):
         raise TypeError(f"lam: expected a float or a (B,) tensor, got {type(lam).__name__}")
     lam = float(lam)
     if not 0.0 <= lam <= 1.0:
@@ -134,7 +160,7 @@ def check_reduction(reduction: str) -> None:
 
 
 def check_smoothing(label_smoothing: float) -> float:
-    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)):
+    if not is_real(label_smoothing):
         raise TypeError(f"label_smoothing: expected a float, got {type(label_smoothing).__name__}")
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing: must lie in [0, 1], got {label_smoothing}")
@@ -143,7 +169,7 @@ def check_smoothing(label_smoothing: float) -> float:
 
 def check_nonnegative(name: str, value) -> float:
     """A finite float >= 0 (a Beta parameter), named in the error."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_real(value):
         raise TypeError(f"{name}: expected a float, got {type(value).__name__}")
     if not (math.isfinite(value) and value >= 0):
         raise ValueError(f"{name}: must be a finite number >= 0, got {value}")

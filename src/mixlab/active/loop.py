@@ -40,6 +40,7 @@ from mixlab.active.data import DATASETS, Dataset, load_dataset, train_size
 from mixlab.active.metrics import aulc, final_accuracy
 from mixlab.active.models import MODELS, Classifier, build_model
 from mixlab.active.strategies import STRATEGIES, log_probs, make_strategy
+from mixlab.validation import is_int, is_real
 
 MIXUP_MODES = ("batch", "augment")
 # Purposes of the generators derived from config.seed (never renumber: curves would change).
@@ -312,14 +313,14 @@ def _choice(name: str, value, allowed: tuple[str, ...]) -> None:
 
 
 def _integer(name: str, value, low: int, why: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_int(value):
         raise TypeError(f"{name}: expected an int, got {value!r}")
     if value < low:
         raise ValueError(f"{name}: must be >= {low}{f' ({why})' if why else ''}, got {value}")
 
 
 def _number(name: str, value, low: float, high: float = math.inf, open_low: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_real(value):
         raise TypeError(f"{name}: expected a number, got {value!r}")
     if not math.isfinite(value) or value < low or value > high or (open_low and value == low):
         bound = f"> {low}" if open_low else f">= {low}"

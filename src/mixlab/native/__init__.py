@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from mixlab.native import build
+from mixlab.validation import check_box
 
 # One library: the mixing walk (mix.c) and the fused loss (loss.c); the headers they
 # include are not compiled on their own but are part of the cache key.
@@ -167,9 +168,7 @@ def cutmix_(x: torch.Tensor, perm: torch.Tensor, box: tuple[int, int, int, int])
     if x.ndim < 3:
         raise ValueError(f"x: CutMix needs (B, ..., H, W), got shape {tuple(x.shape)}")
     batch, height, width = x.shape[0], x.shape[-2], x.shape[-1]
-    y0, y1, x0, x1 = (int(v) for v in box)
-    if not (0 <= y0 <= y1 <= height and 0 <= x0 <= x1 <= width):
-        raise ValueError(f"box: (y0, y1, x0, x1) must lie within ({height}, {width}), got {box}")
+    y0, y1, x0, x1 = check_box(box, height, width)
     if y1 == y0 or x1 == x0:
         return
     status = load().mixlab_cutmix(

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mixlab.validation import is_int
+
 # The axes a study can sweep (docs/design.md §8) and their types, in grid order: the
 # product varies the last axis fastest, so every seed of a setting is run back to back.
 AXES: dict[str, type] = {
@@ -166,7 +168,7 @@ def parse_spec(raw: dict[str, Any], path: str = "<spec>") -> StudySpec:
     n_trials = raw.get("n_trials")
     if sampler == "grid" and n_trials is not None:
         fail("n_trials: only for sampler 'tpe' (the grid sampler runs every point)")
-    if sampler == "tpe" and not (_is_int(n_trials) and n_trials >= 1):
+    if sampler == "tpe" and not (is_int(n_trials) and n_trials >= 1):
         fail(f"n_trials: sampler 'tpe' needs a positive integer, got {n_trials!r}")
 
     training = raw.get("training", {})
@@ -220,16 +222,12 @@ def _check_keys(table: dict, allowed, prefix: str, fail) -> None:
         )
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _check_value(axis: str, kind: type, value, fail):
-    if kind is float and _is_int(value):
+    if kind is float and is_int(value):
         return float(value)
     if kind is float and isinstance(value, float) and not math.isfinite(value):
         fail(f"axes.{axis}: expected finite numbers, got {value!r}")
-    if (kind is int and _is_int(value)) or (kind is not int and isinstance(value, kind)):
+    if (kind is int and is_int(value)) or (kind is not int and isinstance(value, kind)):
         return value
     fail(f"axes.{axis}: expected {kind.__name__} values, got {value!r}")
 
