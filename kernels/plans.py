@@ -33,6 +33,26 @@ SCRATCH_ROWS = 7  # p, p', m, m', d, d', and the cycle starts / the inverse
 
 
 @triton.jit
+def _jump(ptr_rows, value_rows, n_rows, n_rounds, BLOCK: tl.constexpr, MIN: tl.constexpr):
+    """n_rounds of pointer jumping: v <- min(v, v[p]) (MIN) or v + v[p]; p <- p[p]. Each
+    of ptr_rows and value_rows is two rows of n_rows that the rounds alternate between;
+    returns the row of value_rows holding the result."""
+    for r in range(n_rounds):
+        src, dst = (r % 2) * n_rows, ((r + 1) % 2) * n_rows
+        tl.debug_barrier()
+        for s in range(0, n_rows, BLOCK):
+            i = s + tl.arange(0, BLOCK).to(tl.int64)
+            mask = i < n_rows
+            p = tl.load(ptr_rows + src + i, mask=mask, other=0)
+            mine = tl.load(value_rows + src + i, mask=mask)
+            theirs = tl.load(value_rows + src + p, mask=mask)
+            value = tl.minimum(mine, theirs) if MIN else mine + theirs
+            tl.store(value_rows + dst + i, value, mask=mask)
+            tl.store(ptr_rows + dst + i, tl.load(ptr_rows + src + p, mask=mask), mask=mask)
+    return value_rows + (n_rounds % 2) * n_rows
+
+
+@triton.jit
 def _decompose_kernel(
     perm_ptr,
     scratch_ptr,  # (SCRATCH_ROWS, B) int64
@@ -64,18 +84,8 @@ def _decompose_kernel(
         mask = j < n_rows
         inv = tl.minimum(tl.maximum(tl.load(extra + j, mask=mask, other=0), 0), last)
         bad += tl.sum((tl.load(p_a + inv, mask=mask, other=0) != j) & mask, 0).to(tl.int64)
-    # 1. Cycle minimum. Rounds alternate between the a and b buffers.
-    for r in range(n_rounds):
-        src, dst = (r % 2) * n_rows, ((r + 1) % 2) * n_rows
-        tl.debug_barrier()
-        for s in range(0, n_rows, BLOCK):
-            i = s + tl.arange(0, BLOCK).to(tl.int64)
-            mask = i < n_rows
-            p = tl.load(p_a + src + i, mask=mask, other=0)
-            m = tl.minimum(tl.load(m_a + src + i, mask=mask), tl.load(m_a + src + p, mask=mask))
-            tl.store(m_a + dst + i, m, mask=mask)
-            tl.store(p_a + dst + i, tl.load(p_a + src + p, mask=mask), mask=mask)
-    m_final = m_a + (n_rounds % 2) * n_rows
+    # 1. Cycle minimum: m <- min(m, m[p]); p <- p[p].
+    m_final = _jump(p_a, m_a, n_rows, n_rounds, BLOCK, True)
     tl.debug_barrier()
     # 2. Steps to the cycle minimum: the list i -> perm[i] cut at the minimum.
     for s in range(0, n_rows, BLOCK):
@@ -85,17 +95,7 @@ def _decompose_kernel(
         p = tl.minimum(tl.maximum(tl.load(perm_ptr + i, mask=mask, other=0), 0), last)
         tl.store(p_a + i, tl.where(is_min, i, p), mask=mask)
         tl.store(d_a + i, tl.where(is_min, 0, 1).to(tl.int64), mask=mask)
-    for r in range(n_rounds):
-        src, dst = (r % 2) * n_rows, ((r + 1) % 2) * n_rows
-        tl.debug_barrier()
-        for s in range(0, n_rows, BLOCK):
-            i = s + tl.arange(0, BLOCK).to(tl.int64)
-            mask = i < n_rows
-            q = tl.load(p_a + src + i, mask=mask, other=0)
-            d = tl.load(d_a + src + i, mask=mask) + tl.load(d_a + src + q, mask=mask)
-            tl.store(d_a + dst + i, d, mask=mask)
-            tl.store(p_a + dst + i, tl.load(p_a + src + q, mask=mask), mask=mask)
-    d_final = d_a + (n_rounds % 2) * n_rows
+    d_final = _jump(p_a, d_a, n_rows, n_rounds, BLOCK, False)
     tl.debug_barrier()
     # 3. Where each cycle starts in walk order: lengths of the cycles before it, summed.
     carry = tl.zeros((), dtype=tl.int64)
