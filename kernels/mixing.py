@@ -21,7 +21,7 @@ Race-free by construction: the copies end before the walk starts (same stream); 
 walk each row is written by the one program owning its position, a program reads x only
 at rows of its own chunk, each before it writes that row, and `heads` is only read. So
 the result cannot depend on the order or overlap of programs. The extra traffic is at
-most two rows per chunk, 2 / S of x's; `default_segment_rows` picks S for the device
+most two rows per chunk, 2 / S of x's; mixlab.kernels.chunks picks S for the device
 (the whole batch, one chunk, on the CPU, where the interpreter runs one program at a time).
 
 CutMix is the same walk restricted to a box over the last two dims, and pastes instead of
@@ -32,22 +32,16 @@ perm (reported by a device-side check, mixlab.device_checks) cannot reach outsid
 
 from __future__ import annotations
 
-import functools
-import os
-
 import torch
 import triton
 import triton.language as tl
+from mixlab.kernels.chunks import default_segment_rows  # a module global: verify patches it
 
 from mixlab.device_plans import DevicePlan
 from mixlab.permutations import CyclePlan
 
 BLOCK_SIZE = 1024  # elements of a row (or of a box) per program
 NUM_WARPS = 4
-# Programs per streaming multiprocessor that segmentation aims at. Little's law: an
-# H100 needs ~3 MB in flight (3.35 TB/s x ~1 us), ~25 KiB per SM; 8 programs each moving
-# a 4 KiB float32 block cover it. Not tuned on a GPU (none here).
-PROGRAMS_PER_SM = 8
 
 
 @triton.jit
@@ -192,30 +186,6 @@ def _walk_kernel(
         row = nxt_row
 
 
-@functools.cache
-def _sm_count(device: torch.device) -> int:
-    return torch.cuda.get_device_properties(device).multi_processor_count
-
-
-def planned_sm_count(device: torch.device) -> int | None:
-    """The SMs to plan for: the device's; on the CPU $MIXLAB_SM_COUNT when set (the
-    tests' way to run the chunked walk CUDA takes), else None (one chunk)."""
-    if device.type == "cuda":
-        return _sm_count(device)
-    sms = os.environ.get("MIXLAB_SM_COUNT")
-    return int(sms) if sms else None
-
-
-def default_segment_rows(batch: int, n_blocks: int, device: torch.device) -> int:
-    """Walk positions per chunk: enough chunks x column blocks for PROGRAMS_PER_SM
-    programs on every SM (and the work split evenly among that many); the whole batch
-    when there are no SMs to fill. A function of B, the row's blocks and the SM count."""
-    sms = planned_sm_count(device)
-    if sms is None:
-        return batch
-    return max(1, batch * n_blocks // (PROGRAMS_PER_SM * sms))
-
-
 def mix_(
     x: torch.Tensor,
     plan: DevicePlan | CyclePlan,
@@ -286,10 +256,10 @@ def _walk(x, plan, segment_rows, rotation, *, n_elems, region, lam_args, **flags
     if isinstance(plan, CyclePlan):
         plan = DevicePlan.from_cycle_plan(plan).to(x.device)
     batch, row_len = x.shape[0], x.numel() // x.shape[0]
-    n_blocks = triton.cdiv(n_elems, BLOCK_SIZE)
+    n_blocks = -(-n_elems // BLOCK_SIZE)  # triton.cdiv, a constexpr function, costs µs
     if segment_rows is None:
         segment_rows = default_segment_rows(batch, n_blocks, x.device)
-    n_chunks = triton.cdiv(batch, segment_rows)
+    n_chunks = -(-batch // segment_rows)
     heads = x.new_empty((2 * n_chunks, n_elems))
     grid = (n_chunks * n_blocks,)
     rows = (plan.order, plan.begin, plan.end)

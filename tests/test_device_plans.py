@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from mixlab import reference
 from mixlab.device_plans import DevicePlan, plan
-from mixlab.permutations import PERMUTATION_KINDS, cycle_plan, draw_permutation, make_permutation
+from mixlab.permutations import PERMUTATION_KINDS, cycle_plan, make_permutation
 
 
 def _assert_same_plan(perm: torch.Tensor) -> DevicePlan:
@@ -98,17 +98,8 @@ def test_gpu_chunks_at_8192_rows_match_reference(kind, device, monkeypatch):
     torch.testing.assert_close(x, expected, atol=1e-6, rtol=1e-6)
 
 
-@pytest.mark.parametrize("kind", PERMUTATION_KINDS)
-def test_draw_permutation_on_the_cpu_is_make_permutation(kind):
-    """On the CPU the draw is unchanged (seeds reproduce earlier runs); elsewhere it is a
-    permutation of the same kind drawn on the device (covered by the CUDA run)."""
-    cpu = torch.device("cpu")
-    got = draw_permutation(kind, 50, torch.Generator().manual_seed(4), cpu)
-    assert torch.equal(got, make_permutation(kind, 50, torch.Generator().manual_seed(4)))
-
-
 def test_make_permutation_draws_on_the_device(device):
-    """What draw_permutation does off the CPU: the draw on the device, from its generator."""
+    """What Mixup does off the CPU: the draw on the device, from its generator."""
     for kind in PERMUTATION_KINDS:
         perm = make_permutation(kind, 101, torch.Generator(device).manual_seed(0), device)
         assert perm.device == device

@@ -14,9 +14,12 @@ def test_host_cost_measures_every_entry_point_without_host_reads(device, tmp_pat
     assert set(frame["batch"]) == {128, 1024}
     assert (frame["host_us"] > 0).all()
     assert (frame["host_reads"] == 0).all()
+    # The launches a call makes do not depend on B; each mix makes at least its walk's two.
+    assert (frame.groupby("entry_point")["launches"].nunique() == 1).all()
+    assert (frame[frame["kind"] == "mixing"]["launches"] >= 2).all()
     assert set(frame["kind"]) == {"mixing", "loss"}
     table = host_cost.format_table(frame)
-    assert "B=1024 µs" in table and "host reads" in table
+    assert "B=1024 µs" in table and "host reads" in table and "launches" in table
 
 
 def test_stubbed_launches_run_no_kernel(device):

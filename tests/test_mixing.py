@@ -167,7 +167,7 @@ def test_default_segment_rows_fills_the_gpu(monkeypatch):
     shorter than that needs (the copied heads cost traffic). On the CPU: whole cycles."""
     from types import SimpleNamespace
 
-    from mixlab.kernels import mixing as kernels
+    from mixlab.kernels import chunks as kernels
 
     sms = 132
     monkeypatch.setattr(

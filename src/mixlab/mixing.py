@@ -42,11 +42,17 @@ def mix_(
     transposed mix, mixlab.mixing_autograd); a leaf that requires grad is refused. Returns x.
     """
     perm, lam = _check_mix_args(x, perm, lam)
-    resolved = resolve(backend, x.device)
-    run = functools.partial(_run_mix_, perm=perm, lam=lam, backend=resolved)
+    return mix_drawn_(x, perm, None, lam, resolve(backend, x.device))
+
+
+def mix_drawn_(x, perm, plan, lam, backend: str) -> torch.Tensor:
+    """mix_ for arguments already checked (x, lam) or valid by construction (perm and its
+    plan, drawn together by mixlab.drawn_plans; plan None: built from perm), on a
+    resolved backend: Mixup's call, which needs neither the checks nor the plan kernel."""
     if mixing_autograd.tracked(x):
+        run = functools.partial(_run_mix_, perm=perm, plan=plan, lam=lam, backend=backend)
         return mixing_autograd.MixInplace.apply(x, run, perm, lam)
-    run(x)
+    _run_mix_(x, perm=perm, plan=plan, lam=lam, backend=backend)
     return x
 
 
@@ -63,12 +69,7 @@ def mix(
     if resolved == "torch" and not (torch.is_grad_enabled() and x.requires_grad):
         _check_perm_values_on_device(perm)
         return native.mix(x, perm, lam)  # one pass, no clone (autograd: clone + MixInplace)
-    out = x.clone()
-    run = functools.partial(_run_mix_, perm=perm, lam=lam, backend=resolved)
-    if mixing_autograd.tracked(out):
-        return mixing_autograd.MixInplace.apply(out, run, perm, lam)
-    run(out)
-    return out
+    return mix_drawn_(x.clone(), perm, None, lam, resolved)
 
 
 def cutmix_(
@@ -90,12 +91,16 @@ def cutmix_(
     check_permutation(perm, x.shape[0], x.device)
     perm = _unaliased(perm, x)
     box = check_box(box, x.shape[-2], x.shape[-1])
-    resolved = resolve(backend, x.device)
+    return cutmix_drawn_(x, perm, None, box, resolve(backend, x.device))
+
+
+def cutmix_drawn_(x, perm, plan, box, backend: str) -> tuple[torch.Tensor, float]:
+    """cutmix_ for checked arguments, as mix_drawn_ is for mix_."""
     lam = reference.cutmix_lam(box, x.shape[-2], x.shape[-1])
-    run = functools.partial(_run_cutmix_, perm=perm, box=box, backend=resolved)
     if mixing_autograd.tracked(x):
+        run = functools.partial(_run_cutmix_, perm=perm, plan=plan, box=box, backend=backend)
         return mixing_autograd.CutMixInplace.apply(x, run, perm, box), lam
-    run(x)
+    _run_cutmix_(x, perm=perm, plan=plan, box=box, backend=backend)
     return x, lam
 
 
@@ -114,15 +119,16 @@ def _unaliased(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return t.clone() if shares_memory(t, x) else t
 
 
-def _run_mix_(x: torch.Tensor, *, perm: torch.Tensor, lam, backend: str) -> None:
-    if backend != "triton" or x.numel() == 0:  # the triton path checks perm in its plan
+def _run_mix_(x: torch.Tensor, *, perm: torch.Tensor, plan, lam, backend: str) -> None:
+    empty = x.numel() == 0
+    if plan is None and (backend != "triton" or empty):  # a built plan checks perm
         _check_perm_values_on_device(perm)
-    if x.numel() == 0:  # rows of zero elements: nothing to mix
+    if empty:  # rows of zero elements: nothing to mix
         return
     if backend == "triton":
         from mixlab.kernels import mixing as kernels
 
-        kernels.mix_(x, device_plans.plan(perm), lam)
+        kernels.mix_(x, device_plans.plan(perm) if plan is None else plan, lam)
     elif backend == "torch":
         _mix_torch_(x, perm, lam)
     else:
@@ -131,15 +137,16 @@ def _run_mix_(x: torch.Tensor, *, perm: torch.Tensor, lam, backend: str) -> None
     mixing_autograd.bump_version(x)
 
 
-def _run_cutmix_(x: torch.Tensor, *, perm: torch.Tensor, box, backend: str) -> None:
-    if backend != "triton" or x.numel() == 0:
+def _run_cutmix_(x: torch.Tensor, *, perm: torch.Tensor, plan, box, backend: str) -> None:
+    empty = x.numel() == 0
+    if plan is None and (backend != "triton" or empty):
         _check_perm_values_on_device(perm)
-    if x.numel() == 0:
+    if empty:
         return
     if backend == "triton":
         from mixlab.kernels import mixing as kernels
 
-        kernels.cutmix_(x, device_plans.plan(perm), box)
+        kernels.cutmix_(x, device_plans.plan(perm) if plan is None else plan, box)
     elif backend == "torch":
         _cutmix_torch_(x, perm, box)
     else:

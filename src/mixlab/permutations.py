@@ -6,8 +6,8 @@ keeping only the cycle's first row solves that: row c_k is mixed with c_{k+1} (n
 yet written), and the last row with the kept copy of c0. The plan lists the rows
 cycle by cycle, each from its smallest row, cycles in order of that row.
 
-`cycle_plan` walks perm on the host in Python: the reference that the device-side plan
-(mixlab.device_plans, what the Triton path uses) is tested against.
+`cycle_plan` walks perm on the host in Python: the reference that the device-side plans
+(mixlab.device_plans for any perm, mixlab.drawn_plans for Mixup's draws) are tested against.
 """
 
 from __future__ import annotations
@@ -68,9 +68,10 @@ def make_permutation(
     """A (batch,) int64 permutation of the given kind, on `device` (default the CPU) and
     drawn there, from `generator` (a generator of that device).
 
-    random: torch.randperm (the source documents); flip: i -> B-1-i (timm);
-    roll: i -> i-1 mod B (torchvision v2); pairs: a random involution that pairs rows
-    up (odd B leaves one row with itself).
+    random: torch.randperm, uniform over all permutations (the source documents; Mixup's
+    "random" is a uniformly random cycle instead, mixlab.drawn_plans); flip: i -> B-1-i
+    (timm); roll: i -> i-1 mod B (torchvision v2); pairs: a random involution that pairs
+    rows up (odd B leaves one row with itself), as Mixup draws it.
     """
     if kind not in PERMUTATION_KINDS:
         raise ValueError(f"perm_kind: expected one of {PERMUTATION_KINDS}, got {kind!r}")
@@ -82,21 +83,6 @@ def make_permutation(
         return torch.arange(batch - 1, -1, -1, device=device)
     if kind == "roll":
         return torch.arange(batch, device=device).roll(1)
-    shuffled = torch.randperm(batch, generator=generator, device=device)
-    perm = torch.arange(batch, device=device)
-    half = batch // 2
-    a, b = shuffled[:half], shuffled[half : 2 * half]
-    perm[a], perm[b] = b, a
-    return perm
+    from mixlab.drawn_plans import draw  # imports this module
 
-
-def draw_permutation(
-    kind: str, batch: int, generator: torch.Generator, device: torch.device
-) -> torch.Tensor:
-    """make_permutation drawn on `device` itself, from a CPU `generator`: off the CPU a
-    seed drawn from it seeds a generator of the device, so no O(B) host work and no
-    host-to-device copy (which would wait for the stream) is needed."""
-    if device.type == "cpu":
-        return make_permutation(kind, batch, generator)
-    seed = int(torch.randint(2**62, (), generator=generator))
-    return make_permutation(kind, batch, torch.Generator(device).manual_seed(seed), device)
+    return draw(kind, batch, generator, torch.device(device or "cpu"))[0]

@@ -3,13 +3,15 @@
 In the style of timm's data/mixup.py (one class, modes spelled out), with these choices:
 
 - lam ~ Beta(alpha, alpha) drawn from a torch.Generator (mixlab.sampling, exact, torch
-  only), so a seed reproduces a run and no global RNG is touched;
+  only), so a seed reproduces a run and no global RNG is touched; the host's draws of a
+  call (prob, switch, lam, box, the device's seed) come from one block of uniforms;
 - alpha = 0 turns mixup off; cutmix_alpha > 0 turns CutMix on (with both on, each batch
   picks CutMix with probability switch_prob, as in timm); prob is the chance that a batch
   (mode "batch") or a sample (mode "elem") is mixed at all;
-- the partner of row i is x[perm[i]] for a permutation of kind "random" (randperm, as in
-  the source documents), "flip" (timm), "roll" (torchvision v2) or "pairs" (a random
-  involution);
+- the partner of row i is x[perm[i]] for a permutation of kind "random" (a uniformly
+  random cycle through all rows: every row gets a partner other than itself), "flip"
+  (timm), "roll" (torchvision v2) or "pairs" (a random involution), drawn on x's device
+  with its cycle plan (mixlab.drawn_plans), so the Triton path runs no plan kernel;
 - mode "elem" draws one lam per sample and mixes the batch in one call (mixlab.mix_ with
   a (B,) lam); CutMix pastes one box per batch, so it goes with mode "batch" only.
 
@@ -24,10 +26,10 @@ from typing import NamedTuple
 
 import torch
 
-from mixlab import reference, sampling
-from mixlab.backends import BACKENDS
-from mixlab.mixing import cutmix_, mix_
-from mixlab.permutations import PERMUTATION_KINDS, draw_permutation
+from mixlab import drawn_plans, reference, sampling
+from mixlab.backends import BACKENDS, resolve
+from mixlab.mixing import cutmix_drawn_, mix_drawn_
+from mixlab.permutations import PERMUTATION_KINDS
 from mixlab.validation import (
     check_batch,
     check_labels,
@@ -84,7 +86,7 @@ class Mixup:
     prob: probability that a batch ("batch") or a sample ("elem") is mixed.
     switch_prob: with both mixup and CutMix on, probability of CutMix for a batch.
     mode: "batch" (one lam per batch) or "elem" (one lam per sample).
-    perm_kind: "random" | "flip" | "roll" | "pairs" (mixlab.permutations).
+    perm_kind: "random" | "flip" | "roll" | "pairs" (mixlab.drawn_plans).
     backend: passed to mixlab.mix_ / mixlab.cutmix_.
     generator / seed: the torch.Generator every draw comes from, or a seed for a new one.
     """
@@ -121,6 +123,7 @@ class Mixup:
         self.perm_kind = perm_kind
         self.backend = backend
         self.generator = _make_generator(generator, seed)
+        self._device_generators: dict[torch.device, torch.Generator] = {}
 
     @property
     def enabled(self) -> bool:
@@ -132,57 +135,64 @@ class Mixup:
         _check_targets(y, x)
         if self.cutmix_alpha > 0 and x.ndim < 3:
             raise ValueError(f"x: CutMix needs a (B, ..., H, W) batch, got shape {tuple(x.shape)}")
+        backend = resolve(self.backend, x.device)
         batch = x.shape[0]
+        draws = sampling.HostDraws(self.generator)
         if self.mode == "elem":
             use_cutmix, lam = False, self._lam_per_sample(batch)
         else:
-            use_cutmix, lam = self._lam_per_batch()
+            use_cutmix, lam = self._lam_per_batch(draws)
         if not self.enabled or (isinstance(lam, float) and lam == 1.0):
             return MixupBatch(x, y, y, 1.0)
-        perm = draw_permutation(self.perm_kind, batch, self.generator, x.device)
+        perm, plan = drawn_plans.draw(self.perm_kind, batch, self._generator_of(x, draws), x.device)
         if use_cutmix:
-            _, lam = cutmix_(
-                x, perm, self._box(x.shape[-2], x.shape[-1], lam), backend=self.backend
-            )
+            box = self._box(x.shape[-2], x.shape[-1], lam, draws)
+            _, lam = cutmix_drawn_(x, perm, plan, box, backend)
         else:
             if isinstance(lam, torch.Tensor):
                 lam = lam.to(x.device, non_blocking=True)  # a blocking copy waits for the stream
-            mix_(x, perm, lam, backend=self.backend)
+            mix_drawn_(x, perm, plan, lam, backend)
         return MixupBatch(x, y, y[perm], lam)
 
-    def _uniform(self) -> float:
-        return float(torch.rand((), generator=self.generator, dtype=torch.float64))
+    def _generator_of(self, x: torch.Tensor, draws: sampling.HostDraws) -> torch.Generator:
+        """The CPU generator itself; off the CPU a generator of x's device (one per device,
+        kept) seeded from it, so the permutation is drawn where it is used: no O(B) host
+        work, no host-to-device copy (which would wait for the stream)."""
+        if x.device.type == "cpu":
+            return self.generator
+        generator = self._device_generators.get(x.device)
+        if generator is None:
+            generator = self._device_generators[x.device] = torch.Generator(x.device)
+        return generator.manual_seed(int(draws.uniform() * 2**53))
 
-    def _beta(self, a: float, size: int | None = None) -> float | torch.Tensor:
-        """Beta(a, a) from self.generator: exact for every a > 0 (mixlab.sampling)."""
-        lam = sampling.beta_symmetric(a, () if size is None else (size,), self.generator)
-        return float(lam) if size is None else lam.to(torch.float32)
-
-    def _lam_per_batch(self) -> tuple[bool, float]:
+    def _lam_per_batch(self, draws: sampling.HostDraws) -> tuple[bool, float]:
         """timm's per-batch choice: mix at all (prob), then CutMix or mixup (switch_prob)."""
-        if not self.enabled or self._uniform() >= self.prob:
+        if not self.enabled or draws.uniform() >= self.prob:
             return False, 1.0
         if self.alpha > 0 and self.cutmix_alpha > 0:
-            use_cutmix = self._uniform() < self.switch_prob
+            use_cutmix = draws.uniform() < self.switch_prob
         else:
             use_cutmix = self.cutmix_alpha > 0
-        return use_cutmix, self._beta(self.cutmix_alpha if use_cutmix else self.alpha)
+        alpha = self.cutmix_alpha if use_cutmix else self.alpha
+        return use_cutmix, sampling.beta_symmetric_one(alpha, draws)
 
     def _lam_per_sample(self, batch: int) -> float | torch.Tensor:
         if not self.enabled:
             return 1.0
-        lam = self._beta(self.alpha, batch)
+        lam = sampling.beta_symmetric(self.alpha, (batch,), self.generator).to(torch.float32)
         mixed = torch.rand(batch, generator=self.generator, dtype=torch.float64) < self.prob
         return torch.where(mixed, lam, torch.ones_like(lam))
 
-    def _box(self, height: int, width: int, lam: float) -> tuple[int, int, int, int]:
+    def _box(
+        self, height: int, width: int, lam: float, draws: sampling.HostDraws
+    ) -> tuple[int, int, int, int]:
         """timm's rand_bbox: a cut of int(side * sqrt(1 - lam)) per side centred on a uniform
         (cy, cx), from cy - cut // 2 to cy + (cut + 1) // 2, clipped to the image; cutmix_
         returns the lam of the clipped box. An empty plane (H or W = 0) gets the empty box."""
         if height == 0 or width == 0:
             return 0, 0, 0, 0
-        cy = int(torch.randint(height, (), generator=self.generator))
-        cx = int(torch.randint(width, (), generator=self.generator))
+        cy = min(int(draws.uniform() * height), height - 1)
+        cx = min(int(draws.uniform() * width), width - 1)
         return box_at(height, width, lam, cy, cx)
 
 

@@ -10,7 +10,17 @@ time is the dispatch, not the arithmetic. Host reads of tensor values are counte
 the same call (mixlab.host_reads); the target is 0.
 
 With --device cuda the tensors are CUDA tensors and torch's own ops launch for real;
-on the CPU it is a stand-in for that path: same code, CPU op dispatch.
+on the CPU it is a stand-in for that path: same code, CPU op dispatch. What it measures
+there, exactly: the wall time of the call, which is the host's work (Python, checks,
+dispatch, the stubbed launches' argument handling) plus the arithmetic of the torch ops
+the call dispatches, which CPU tensors do on the host and CUDA tensors on the device
+(Mixup's randperm and y[perm] of B rows; the device-side checks over a per-sample lam).
+That arithmetic is what grows with B here. So each row also counts the launches of the
+call (`launches`): the torch ops it dispatches, views and empty allocations left out (they
+launch nothing), plus its Triton launches; on CUDA each is a kernel launch of a few µs of
+host time, except Mixup's one draw of 16 host uniforms (a CPU op there too). Not measured
+by the stand-in: Triton's own launch overhead on CUDA (argument binding and the cache
+lookup in JITFunction.run), stubbed with the launch.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from unittest import mock
 
 import pandas as pd
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 BATCHES = (128, 1024, 8192)
 TARGET_US = {"mixing": 30.0, "loss": 50.0}
@@ -65,6 +76,43 @@ def entry_points(batch: int, device: torch.device) -> dict[str, tuple[str, objec
     }
 
 
+class Launches(TorchDispatchMode):
+    """Count the torch ops dispatched that can launch a kernel (views and empty
+    allocations left out) and the Triton launches (stubbed or not)."""
+
+    ALLOCATIONS = ("empty", "new_empty", "empty_like", "empty_strided")
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __enter__(self):
+        from triton.runtime.interpreter import InterpretedFunction
+        from triton.runtime.jit import JITFunction
+
+        self._saved = {cls: cls.run for cls in (JITFunction, InterpretedFunction)}
+        for cls, run in self._saved.items():
+            cls.run = self._counted(run)
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        for cls, run in self._saved.items():
+            cls.run = run
+        return super().__exit__(*exc)
+
+    def _counted(self, run):
+        def launch(kernel, *args, **kwargs):
+            self.count += 1
+            return run(kernel, *args, **kwargs)
+
+        return launch
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not (func.is_view or func.overloadpacket.__name__ in self.ALLOCATIONS):
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
 @contextlib.contextmanager
 def cuda_path(device: torch.device):
     """Launches stubbed, checks on the device, a GPU's chunking; the Triton backend
@@ -77,9 +125,11 @@ def cuda_path(device: torch.device):
     env = {"MIXLAB_CHECKS": "device", "TRITON_INTERPRET": "1"}
     if device.type == "cpu":
         env["MIXLAB_SM_COUNT"] = "132"
-    # A stubbed plan kernel leaves its bad-row count unset; the assertion it feeds is
-    # still dispatched on CUDA, but its value would be garbage here.
-    no_assert = mock.patch.object(torch, "_assert_async", lambda *a, **k: None)
+    # A stubbed plan kernel leaves its bad-row count unset: the assertion it feeds is still
+    # dispatched, as on CUDA, but on a value known to pass.
+    passing = torch.ones((), dtype=torch.bool)
+    real_assert = torch._assert_async
+    no_assert = mock.patch.object(torch, "_assert_async", lambda _, msg: real_assert(passing, msg))
     threads = torch.get_num_threads()
     if device.type == "cpu":
         torch.set_num_threads(1)
@@ -105,6 +155,8 @@ def measure(device: torch.device, batches=BATCHES, number: int = 5, repeat: int 
                 call()  # warm up (imports, caches)
                 with HostReads() as reads:
                     call()
+                with Launches() as launches:
+                    call()
                 runs = timeit.Timer(call).repeat(repeat=repeat, number=number)
                 us = min(runs) / number * 1e6
                 rows.append(
@@ -116,6 +168,7 @@ def measure(device: torch.device, batches=BATCHES, number: int = 5, repeat: int 
                         "target_us": TARGET_US[kind],
                         "within_target": us <= TARGET_US[kind],
                         "host_reads": len(reads.reads),
+                        "launches": launches.count,
                         "device": device.type,
                     }
                 )
@@ -127,9 +180,10 @@ def format_table(frame: pd.DataFrame) -> str:
     table = frame.pivot(index="entry_point", columns="batch", values="host_us")
     table.columns = [f"B={b} µs" for b in table.columns]
     reads = frame.groupby("entry_point")["host_reads"].max().rename("host reads")
+    ops = frame.groupby("entry_point")["launches"].max().rename("launches")
     target = frame.groupby("entry_point")["target_us"].first().rename("target µs")
     order = list(dict.fromkeys(frame["entry_point"]))
-    return table.join(target).join(reads).loc[order].to_string()
+    return table.join(target).join(reads).join(ops).loc[order].to_string()
 
 
 def report(device: torch.device, out, quick: bool = False) -> str:
