@@ -14,7 +14,7 @@ Autograd (mixlab.loss_ops): under torch.compile the fast paths are torch.library
 (mixlab::mixup_ce, mixlab::soft_ce and their backwards) with register_autograd and
 register_fake, so that torch.compile(model_and_loss, fullgraph=True) traces through them; the
 checks that need the data (label ranges, lam in [0, 1]) run inside the ops, on real tensors.
-Eager calls skip the ops' dispatch: one autograd Function (loss_ops.FusedLoss) calls either
+Eager calls skip the ops' dispatch: one autograd Function (loss_eager.FusedLoss) calls either
 backend's kernels, the reduction inside it. The value checks run in loss.c, before it writes
 anything; on the Triton path on the host before the kernel, or, with device checks, in the
 forward kernel itself (flags asserted on with torch._assert_async; it writes only its own
@@ -35,15 +35,8 @@ from torch import Tensor
 
 from mixlab import device_checks, reference
 from mixlab.backends import resolve
-from mixlab.loss_ops import (
-    FusedLoss,
-    assert_mixup_flags,
-    check_mixup_values,
-    eager_kernels,
-    mixup_ce_op,
-    reduce_to,
-    soft_ce_op,
-)
+from mixlab.loss_eager import FusedLoss, assert_mixup_flags, eager_kernels, reduce_to
+from mixlab.loss_ops import check_mixup_values, mixup_ce_op, soft_ce_op
 from mixlab.validation import (
     FLOAT_DTYPES,
     check_batch,
