@@ -105,9 +105,6 @@ def _ce_fwd_kernel(
         # flags: mixlab.device_checks); a bad label reads column 0 instead. NaN fails too.
         a_bad = (y_a < 0) | (y_a >= n_cols)
         b_bad = (y_b < 0) | (y_b >= n_cols)
-        tl.store(valid_ptr, 0, mask=a_bad)
-        tl.store(valid_ptr + 1, 0, mask=b_bad)
-        tl.store(valid_ptr + 2, 0, mask=(lam != lam) | (lam < 0.0) | (lam > 1.0))
         z_a = tl.load(logits_ptr + tl.where(a_bad, 0, y_a)).to(tl.float32) - r
         z_b = tl.load(logits_ptr + tl.where(b_bad, 0, y_b)).to(tl.float32) - r
         mass = 1.0 - smoothing
@@ -118,6 +115,10 @@ def _ce_fwd_kernel(
     # float64: the sum of two float32s is exact there, so the backward can split it into
     # float32 hi + lo and take z - hi exactly (see _ce_bwd_kernel).
     tl.store(lse_ptr + row, r.to(tl.float64) + lse_rel.to(tl.float64))
+    if not DENSE_TARGET:  # last: the flags are no input of this program
+        tl.store(valid_ptr, 0, mask=a_bad)
+        tl.store(valid_ptr + 1, 0, mask=b_bad)
+        tl.store(valid_ptr + 2, 0, mask=(lam != lam) | (lam < 0.0) | (lam > 1.0))
 
 
 @triton.jit

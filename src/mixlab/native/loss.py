@@ -105,8 +105,8 @@ def _sparse_args(logits: Tensor, y_a, y_b, lam, eps, trusted: bool) -> tuple:
     """loss.c's sparse-target arguments, from y_a to tdt; the tensors they point into are
     the caller's to keep alive (they are arguments or copies returned here)."""
     y_a, y_b = _labels("y_a", y_a, logits, trusted), _labels("y_b", y_b, logits, trusted)
-    if y_a.dtype != y_b.dtype:
-        y_b = y_b.to(y_a.dtype)
+    if y_a.dtype != y_b.dtype:  # both int64: narrowing one could wrap a bad label into range
+        y_a, y_b = y_a.long(), y_b.long()
     if not trusted and not (
         isinstance(lam, Tensor)
         and lam.is_floating_point()
