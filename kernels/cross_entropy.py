@@ -24,6 +24,7 @@ offsets in int64, block sizes per pass); arithmetic in float32 whatever the logi
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import torch
 import triton
@@ -46,6 +47,7 @@ def _ce_fwd_kernel(
     loss_ptr,
     lse_ptr,
     target_sum_ptr,  # dense targets only: sum_c t_ic, which the backward needs
+    valid_ptr,  # sparse targets only: int32 flags (y_a, y_b, lam), cleared by a bad value
     logits_ptr,
     target_ptr,  # dense targets only
     y_a_ptr,
@@ -97,8 +99,14 @@ def _ce_fwd_kernel(
         tl.store(target_sum_ptr + row, t_sum)
     else:
         lam = tl.load(lam_ptr + row * lam_stride)
-        z_a = tl.load(logits_ptr + tl.load(y_a_ptr + row * y_a_stride)).to(tl.float32) - r
-        z_b = tl.load(logits_ptr + tl.load(y_b_ptr + row * y_b_stride)).to(tl.float32) - r
+        y_a = tl.load(y_a_ptr + row * y_a_stride)
+        y_b = tl.load(y_b_ptr + row * y_b_stride)
+        # The values are checked where they are read anyway (the caller asserts on the
+        # flags: mixlab.device_checks); a bad label reads column 0 instead. NaN fails too.
+        a_bad = (y_a < 0) | (y_a >= n_cols)
+        b_bad = (y_b < 0) | (y_b >= n_cols)
+        z_a = tl.load(logits_ptr + tl.where(a_bad, 0, y_a)).to(tl.float32) - r
+        z_b = tl.load(logits_ptr + tl.where(b_bad, 0, y_b)).to(tl.float32) - r
         mass = 1.0 - smoothing
         loss = lse_rel - _weighted(mass * lam, z_a) - _weighted(mass * (1.0 - lam), z_b)
         if HAS_SMOOTHING:
@@ -107,6 +115,10 @@ def _ce_fwd_kernel(
     # float64: the sum of two float32s is exact there, so the backward can split it into
     # float32 hi + lo and take z - hi exactly (see _ce_bwd_kernel).
     tl.store(lse_ptr + row, r.to(tl.float64) + lse_rel.to(tl.float64))
+    if not DENSE_TARGET:  # last: the flags are no input of this program
+        tl.store(valid_ptr, 0, mask=a_bad)
+        tl.store(valid_ptr + 1, 0, mask=b_bad)
+        tl.store(valid_ptr + 2, 0, mask=(lam != lam) | (lam < 0.0) | (lam > 1.0))
 
 
 @triton.jit
@@ -158,13 +170,21 @@ def _ce_bwd_kernel(
     tl.store(grad_ptr + row * logits_row_stride + cols, grad, mask=mask)
 
 
-def _num_warps(block: int) -> int:
-    return 4 if block < 2048 else (8 if block < 8192 else 16)
+@functools.cache
+def _launch_shape(n_cols: int, max_block: int) -> tuple[int, int, int]:
+    """(block, warps, column blocks) for rows of n_cols; cached, and plain integer arithmetic
+    rather than triton.next_power_of_2 / cdiv, whose constexpr wrappers cost µs per call."""
+    block = max(MIN_BLOCK, min(1 << (n_cols - 1).bit_length(), max_block))
+    warps = 4 if block < 2048 else (8 if block < 8192 else 16)
+    return block, warps, -(-n_cols // block)
 
 
 def _device_guard(t: torch.Tensor):
     # Without it Triton launches on the current CUDA device, not the tensor's.
-    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
+    return torch.cuda.device(t.device) if t.is_cuda else _NO_GUARD
+
+
+_NO_GUARD = contextlib.nullcontext()  # reusable: it holds no state
 
 
 def _target_args(logits, dummy, target, y_a, y_b, lam, smoothing):
@@ -189,24 +209,28 @@ def _target_args(logits, dummy, target, y_a, y_b, lam, smoothing):
     )
 
 
-def _forward(logits, *, target=None, y_a=None, y_b=None, lam=None, smoothing=0.0):
+def _forward(logits, *, target=None, y_a=None, y_b=None, lam=None, smoothing=0.0, valid=None):
     n_rows, n_cols = logits.shape
     dense = target is not None
     loss = torch.empty(n_rows, dtype=torch.float32, device=logits.device)
     lse = torch.empty_like(loss, dtype=torch.float64)
-    target_sum = torch.empty_like(loss) if dense else loss  # `loss` as an unused dummy pointer
-    block = max(MIN_BLOCK, min(triton.next_power_of_2(n_cols), MAX_BLOCK_FWD))
+    # `loss` as an unused dummy pointer for what the target form does not have
+    target_sum = torch.empty_like(loss) if dense else loss
+    if valid is None:
+        valid = loss if dense else torch.ones(3, dtype=torch.int32, device=logits.device)
+    block, warps, _ = _launch_shape(n_cols, MAX_BLOCK_FWD)
     with _device_guard(logits):
         _ce_fwd_kernel[(n_rows,)](
             loss,
             lse,
             target_sum,
+            valid,
             logits,
             *_target_args(logits, loss, target, y_a, y_b, lam, smoothing),
             DENSE_TARGET=dense,
             HAS_SMOOTHING=smoothing > 0.0,
             BLOCK_C=block,
-            num_warps=_num_warps(block),
+            num_warps=warps,
         )
     return loss, lse, target_sum
 
@@ -226,9 +250,9 @@ def _backward(
 ):
     n_rows, n_cols = logits.shape
     dense = target is not None
-    block = max(MIN_BLOCK, min(triton.next_power_of_2(n_cols), MAX_BLOCK_BWD))
+    block, warps, col_blocks = _launch_shape(n_cols, MAX_BLOCK_BWD)
     with _device_guard(logits):
-        _ce_bwd_kernel[(n_rows, triton.cdiv(n_cols, block))](
+        _ce_bwd_kernel[(n_rows, col_blocks)](
             out,
             grad_loss,
             grad_loss.stride(0),
@@ -238,17 +262,20 @@ def _backward(
             *_target_args(logits, grad_loss, target, y_a, y_b, lam, smoothing),
             DENSE_TARGET=dense,
             BLOCK_C=block,
-            num_warps=_num_warps(block),
+            num_warps=warps,
         )
     return out
 
 
-def mixup_ce_forward(logits, y_a, y_b, lam, smoothing):
+def mixup_ce_forward(logits, y_a, y_b, lam, smoothing, valid=None):
     """Per-row mixup cross-entropy (float32) and log-sum-exp (float64), of shape (B,).
 
-    logits: (B, C) contiguous; y_a, y_b: (B,) int labels in [0, C) (any stride); lam: (B,)
-    float32 (any stride, 0 to broadcast one value); smoothing: eps in [0, 1]."""
-    loss, lse, _ = _forward(logits, y_a=y_a, y_b=y_b, lam=lam, smoothing=smoothing)
+    logits: (B, C) contiguous; y_a, y_b: (B,) int labels (any stride); lam: (B,) float32
+    (any stride, 0 to broadcast one value); smoothing: eps in [0, 1]. valid: int32 (3,)
+    ones, or None; the kernel sets valid[0] to 0 if a label of y_a lies outside [0, C),
+    valid[1] for y_b, valid[2] for a lam outside [0, 1] (such rows' losses are garbage)."""
+    kw = dict(y_a=y_a, y_b=y_b, lam=lam, smoothing=smoothing, valid=valid)
+    loss, lse, _ = _forward(logits, **kw)
     return loss, lse
 
 

@@ -275,3 +275,16 @@ def test_without_a_c_compiler_the_loss_says_so(monkeypatch):
         mixlab.mixup_cross_entropy(logits, torch.tensor([0, 1]), torch.tensor([1, 2]), 0.5)
     with pytest.raises(RuntimeError, match="C compiler"):
         mixlab.soft_cross_entropy(logits, torch.softmax(torch.randn(2, 5), 1), backend="torch")
+
+
+def test_mixed_label_dtypes_do_not_wrap_a_bad_label_into_range():
+    """int32 y_a beside int64 y_b: y_b = 2**32 + 1 must not become label 1 on the way."""
+    logits = torch.randn(2, 5)
+    y_a = torch.tensor([0, 1], dtype=torch.int32)
+    with pytest.raises(ValueError, match="y_b: labels must lie"):
+        mixlab.mixup_cross_entropy(logits, y_a, torch.tensor([2**32 + 1, 0]), 0.5, backend="torch")
+    got = mixlab.mixup_cross_entropy(logits, y_a, torch.tensor([3, 0]), 0.5, backend="torch")
+    want = mixlab.mixup_cross_entropy(
+        logits, y_a.long(), torch.tensor([3, 0]), 0.5, backend="reference"
+    )
+    torch.testing.assert_close(got, want)

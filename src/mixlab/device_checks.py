@@ -21,6 +21,8 @@ import os
 import torch
 
 CHECK_MODES = ("auto", "sync", "device")
+LABELS_MESSAGE = "{name}: labels must lie in [0, {num_classes})"
+LAM_MESSAGE = "lam: every value must lie in [0, 1]"
 
 
 def check_mode() -> str:
@@ -51,10 +53,9 @@ def assert_permutation(perm: torch.Tensor) -> None:
 
 def assert_lam(lam: torch.Tensor) -> None:
     # clamp leaves NaN as it is, and NaN != NaN: NaN fails as well.
-    torch._assert_async((lam.clamp(0, 1) == lam).all(), "lam: every value must lie in [0, 1]")
+    torch._assert_async((lam.clamp(0, 1) == lam).all(), LAM_MESSAGE)
 
 
 def assert_labels(name: str, y: torch.Tensor, num_classes: int) -> None:
-    torch._assert_async(
-        (y.clamp(0, num_classes - 1) == y).all(), f"{name}: labels must lie in [0, {num_classes})"
-    )
+    message = LABELS_MESSAGE.format(name=name, num_classes=num_classes)
+    torch._assert_async((y.clamp(0, num_classes - 1) == y).all(), message)

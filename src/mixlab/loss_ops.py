@@ -1,5 +1,6 @@
 """The loss ops' machinery behind mixlab.losses: torch.library custom ops, their fake kernels
-and autograd, and the autograd Function behind inplace_backward=True (docs/design.md §2-§3).
+and autograd (what torch.compile traces); eager calls go through mixlab.loss_eager
+(docs/design.md §2-§3).
 
 The public API, its argument checks and the dispatch stay in mixlab.losses; this module
 is what a backend plugs into (`LossBackend`).
@@ -12,14 +13,16 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from mixlab import reference
+from mixlab import device_checks, reference
 from mixlab.native import loss as native_loss
-from mixlab.validation import DOUBLE_BACKWARD, check_labels, check_lam, shares_memory
+from mixlab.validation import DOUBLE_BACKWARD, check_labels, check_lam
 
 
 class LossBackend(Protocol):
     """The four functions of one fast loss backend; both mixlab.kernels.cross_entropy (Triton)
-    and mixlab.native.loss (C) satisfy it. lse is float64; the backwards write into out."""
+    and mixlab.native.loss (C) satisfy it. lse is what the backend's backward reads (float64
+    from the Triton kernels, the compute dtype from loss.c, `lse_dtype`); the backwards
+    write into out."""
 
     def mixup_ce_forward(
         self, logits: Tensor, y_a: Tensor, y_b: Tensor, lam: Tensor, eps: float, /
@@ -63,26 +66,36 @@ def kernels(impl: str) -> LossBackend:
     return native_loss  # the C loss; without a C compiler its first call raises, saying so
 
 
-def check_mixup_values(logits: Tensor, y_a: Tensor, y_b: Tensor, lam: Tensor) -> None:
-    """The checks that need the data; inside the op, so that they run under torch.compile."""
+def check_mixup_values(logits: Tensor, y_a: Tensor, y_b: Tensor, lam: Tensor | None) -> None:
+    """The checks that need the data (lam None: a float, checked on the host already); in the
+    op, so that they run under torch.compile, and before FusedLoss on the Triton path. Their
+    layout is checked already: on the device (device_checks) they go straight to it."""
     batch, num_classes = logits.shape
-    check_labels("y_a", y_a, batch, num_classes, logits.device)
-    check_labels("y_b", y_b, batch, num_classes, logits.device)
-    check_lam(lam, batch, logits.device)
+    if not device_checks.on_device(logits.device):
+        check_labels("y_a", y_a, batch, num_classes, logits.device)
+        check_labels("y_b", y_b, batch, num_classes, logits.device)
+        if lam is not None:
+            check_lam(lam, batch, logits.device)
+        return
+    device_checks.assert_labels("y_a", y_a, num_classes)
+    device_checks.assert_labels("y_b", y_b, num_classes)
+    if lam is not None:
+        device_checks.assert_lam(lam)
 
 
-def mixup_forward(logits, y_a, y_b, lam, eps, impl):
-    check_mixup_values(logits, y_a, y_b, lam)
-    return kernels(impl).mixup_ce_forward(logits, y_a, y_b, lam, eps)
+def lse_dtype(logits: Tensor, impl: str) -> torch.dtype:
+    """The dtype of backend `impl`'s log-sum-exps (see LossBackend)."""
+    return torch.float64 if impl == "triton" else reference.compute_dtype(logits.dtype)
 
 
 @torch.library.custom_op("mixlab::mixup_ce", mutates_args=())
 def mixup_ce_op(
     logits: Tensor, y_a: Tensor, y_b: Tensor, lam: Tensor, eps: float, impl: str
 ) -> tuple[Tensor, Tensor]:
-    """Per-row losses, float32 (float64 for float64 logits), and log-sum-exps, float64 (a
-    float32 pair hi + lo in disguise), shape (B,)."""
-    return mixup_forward(logits, y_a, y_b, lam, eps, impl)
+    """Per-row losses, float32 (float64 for float64 logits), and log-sum-exps (`lse_dtype`:
+    on Triton float64, a float32 pair hi + lo in disguise), shape (B,)."""
+    check_mixup_values(logits, y_a, y_b, lam)
+    return kernels(impl).mixup_ce_forward(logits, y_a, y_b, lam, eps)
 
 
 @torch.library.custom_op("mixlab::mixup_ce_backward", mutates_args=())
@@ -103,7 +116,7 @@ def _mixup_ce_backward_op(
 @torch.library.custom_op("mixlab::soft_ce", mutates_args=())
 def soft_ce_op(logits: Tensor, target: Tensor, impl: str) -> tuple[Tensor, Tensor, Tensor]:
     """Per-row losses and target sums, float32 (float64 for float64 logits), and
-    log-sum-exps, float64."""
+    log-sum-exps (`lse_dtype`)."""
     return kernels(impl).soft_ce_forward(logits, target)
 
 
@@ -121,12 +134,12 @@ def _rows_like(logits: Tensor, dtype: torch.dtype | None = None) -> Tensor:
 
 @mixup_ce_op.register_fake
 def _(logits, y_a, y_b, lam, eps, impl):
-    return _rows_like(logits), _rows_like(logits, torch.float64)
+    return _rows_like(logits), _rows_like(logits, lse_dtype(logits, impl))
 
 
 @soft_ce_op.register_fake
 def _(logits, target, impl):
-    return _rows_like(logits), _rows_like(logits, torch.float64), _rows_like(logits)
+    return _rows_like(logits), _rows_like(logits, lse_dtype(logits, impl)), _rows_like(logits)
 
 
 @_mixup_ce_backward_op.register_fake
@@ -180,43 +193,3 @@ _mixup_ce_backward_op.register_autograd(
 _soft_ce_backward_op.register_autograd(
     _no_double_backward("soft_cross_entropy"), setup_context=lambda ctx, inputs, output: None
 )
-
-
-class InplaceBackward(torch.autograd.Function):
-    """A loss whose backward writes the gradient into the logits' buffer (inplace_backward=True).
-
-    forward_fn(logits, *args) -> (rows, *stats); backward_fn(g, logits, *args, *stats, out):
-    the kernels' signatures. The forward leaves the values alone but marks the
-    logits dirty and bumps their version, which makes autograd (a) reject, at backward time,
-    any upstream op that saved them, and (b) route later uses of the logits through this node.
-    """
-
-    @staticmethod
-    def forward(ctx, logits, forward_fn, backward_fn, *args):
-        # The backward overwrites the logits while it reads labels, lam or targets: an
-        # argument that shares their memory is copied first.
-        args = [
-            a.clone() if isinstance(a, Tensor) and shares_memory(a, logits) else a for a in args
-        ]
-        rows, *stats = forward_fn(logits, *args)
-        ctx.mark_dirty(logits)
-        torch.autograd.graph.increment_version(logits)
-        ctx.backward_fn = backward_fn
-        ctx.is_tensor = [isinstance(a, Tensor) for a in args]
-        ctx.consts = [a for a in args if not isinstance(a, Tensor)]
-        ctx.n_stats = len(stats)
-        ctx.save_for_backward(logits, *stats, *(a for a in args if isinstance(a, Tensor)))
-        return rows, logits
-
-    @staticmethod
-    def backward(ctx, grad_rows, grad_logits_out):
-        if torch.is_grad_enabled():
-            raise RuntimeError(DOUBLE_BACKWARD.format(name="inplace_backward=True"))
-        logits, *saved = ctx.saved_tensors
-        stats, tensors = saved[: ctx.n_stats], iter(saved[ctx.n_stats :])
-        consts = iter(ctx.consts)
-        args = [next(tensors) if is_t else next(consts) for is_t in ctx.is_tensor]
-        grad = ctx.backward_fn(grad_rows, logits, *args, *stats, logits)
-        if grad_logits_out is not None:  # the logits were used again after the loss
-            grad.add_(grad_logits_out)
-        return (grad, None, None) + (None,) * len(ctx.is_tensor)

@@ -10,11 +10,15 @@ sweeps fused in C, compiled on first use), "reference" (mixlab.reference, which 
 dense target on purpose). Both fast paths keep only lse_i (O(B)) from the forward and
 write the gradient (softmax - t) * g once, in the backward, where g is known.
 
-Autograd (mixlab.loss_ops): the fast paths are torch.library custom ops (mixlab::mixup_ce,
-mixlab::soft_ce and their backwards) with register_autograd and register_fake, so that
-torch.compile(model_and_loss, fullgraph=True) traces through them. The checks that need the
-data (label ranges, lam in [0, 1]) run inside the ops, on real tensors, so that they run under
-torch.compile as well; they run before anything is computed.
+Autograd (mixlab.loss_ops): under torch.compile the fast paths are torch.library custom ops
+(mixlab::mixup_ce, mixlab::soft_ce and their backwards) with register_autograd and
+register_fake, so that torch.compile(model_and_loss, fullgraph=True) traces through them; the
+checks that need the data (label ranges, lam in [0, 1]) run inside the ops, on real tensors.
+Eager calls skip the ops' dispatch: one autograd Function (loss_eager.FusedLoss) calls either
+backend's kernels, the reduction inside it. The value checks run in loss.c, before it writes
+anything; on the Triton path on the host before the kernel, or, with device checks, in the
+forward kernel itself (flags asserted on with torch._assert_async; it writes only its own
+fresh buffers).
 
 inplace_backward=True (eager only) writes the gradient into the logits' own buffer, saving
 B x C memory. Autograd is told (mark_dirty and a version bump in the forward), so an op that
@@ -29,17 +33,10 @@ import functools
 import torch
 from torch import Tensor
 
-from mixlab import reference
+from mixlab import device_checks, reference
 from mixlab.backends import resolve
-from mixlab.loss_ops import (
-    InplaceBackward,
-    check_mixup_values,
-    kernels,
-    mixup_ce_op,
-    mixup_forward,
-    soft_ce_op,
-)
-from mixlab.native import loss as native_loss
+from mixlab.loss_eager import FusedLoss, assert_mixup_flags, eager_kernels, reduce_to
+from mixlab.loss_ops import check_mixup_values, mixup_ce_op, soft_ce_op
 from mixlab.validation import (
     FLOAT_DTYPES,
     check_batch,
@@ -71,24 +68,35 @@ def mixup_cross_entropy(
     backward overwrite the logits with their gradient (see the module docstring).
     """
     impl = _check_logits(logits, backend)
-    eps = check_smoothing(label_smoothing)
+    eps = label_smoothing
+    if not (type(eps) is float and 0.0 <= eps <= 1.0):  # else: the common case, fine
+        eps = check_smoothing(label_smoothing)
     check_reduction(reduction)
-    lam = _lam_rows(lam, logits)
+    lam = _lam(lam, logits)
     for name, y in (("y_a", y_a), ("y_b", y_b)):  # before the op: a meta label would
         check_label_layout(name, y, logits.shape[0], logits.device)  # reach the fake kernel
+    lam_is_tensor = isinstance(lam, Tensor)  # else a float, checked already
     if impl == "reference":
+        lam = _lam_rows(lam, logits)
         check_mixup_values(logits, y_a, y_b, lam)
         return reference.mixup_cross_entropy(logits, y_a, y_b, lam, eps, reduction)
-    if _inplace_wanted(logits, inplace_backward):
-        forward = functools.partial(mixup_forward, impl=impl)
-        backward = kernels(impl).mixup_ce_backward
-        out = InplaceBackward.apply(logits, forward, backward, y_a, y_b, lam, eps)
-    elif impl == "torch" and not torch.compiler.is_compiling():
-        # eager: no custom-op dispatch; loss.c checks the label and lam values itself
-        out = (native_loss.mixup_ce_rows(logits, y_a, y_b, lam, eps),)
-    else:
-        out = mixup_ce_op(logits, y_a, y_b, lam, eps, impl)
-    return reference.reduce_loss(out[0], reduction).to(logits.dtype)  # out[0]: the per-row losses
+    if torch.compiler.is_compiling():
+        _refuse_inplace_compiled(inplace_backward)
+        rows = mixup_ce_op(logits, y_a, y_b, lam, eps, impl)[0]
+        return reference.reduce_loss(rows, reduction).to(logits.dtype)
+    fns, valid = eager_kernels(impl, "mixup"), None
+    if impl == "triton":  # loss.c checks the values itself and reads a float lam as is
+        lam = _lam_rows(lam, logits)
+        if device_checks.on_device(logits.device):
+            # the kernel checks the values it reads, into flags asserted on below
+            valid = logits.new_ones(3, dtype=torch.int32)
+            fns = (fns[0], functools.partial(fns[1], valid=valid), fns[2])
+        else:
+            check_mixup_values(logits, y_a, y_b, lam if lam_is_tensor else None)
+    loss = _fused(logits, fns, reduction, inplace_backward, y_a, y_b, lam, eps)
+    if valid is not None:
+        assert_mixup_flags(valid, logits.shape[1], lam_is_tensor)
+    return loss
 
 
 def soft_cross_entropy(
@@ -114,14 +122,22 @@ def soft_cross_entropy(
         raise ValueError("target: gradients w.r.t. the target are not supported; pass .detach()")
     if impl == "reference":
         return reference.soft_cross_entropy(logits, target, reduction)
-    if _inplace_wanted(logits, inplace_backward):
-        forward = kernels(impl).soft_ce_forward
-        out = InplaceBackward.apply(logits, forward, kernels(impl).soft_ce_backward, target)
-    elif impl == "torch" and not torch.compiler.is_compiling():  # eager: no custom-op dispatch
-        out = (native_loss.soft_ce_rows(logits, target),)
-    else:
-        out = soft_ce_op(logits, target, impl)
-    return reference.reduce_loss(out[0], reduction).to(logits.dtype)
+    if torch.compiler.is_compiling():
+        _refuse_inplace_compiled(inplace_backward)
+        rows = soft_ce_op(logits, target, impl)[0]
+        return reference.reduce_loss(rows, reduction).to(logits.dtype)
+    return _fused(logits, eager_kernels(impl, "soft"), reduction, inplace_backward, target)
+
+
+def _fused(logits: Tensor, fns, reduction: str, inplace_backward: bool, *args) -> Tensor:
+    """An eager call of a fast backend: through FusedLoss where a gradient is wanted, else
+    straight to the forward kernel."""
+    if not (logits.requires_grad and torch.is_grad_enabled()):
+        return reduce_to(fns[1](logits, *args)[0], reduction, logits.dtype)
+    if inplace_backward and logits.is_leaf:
+        raise ValueError(_INPLACE_LEAF)
+    out = FusedLoss.apply(logits, fns, reduction, bool(inplace_backward), *args)
+    return out[0] if inplace_backward else out
 
 
 # ---- argument checks ---------------------------------------------------------------------
@@ -142,20 +158,22 @@ def _check_logits(logits, backend: str) -> str:
     return impl
 
 
-def _lam_rows(lam, logits: Tensor) -> Tensor:
-    """lam as a (B,) tensor in the compute dtype; a float is checked here, a tensor's values
-    inside the op (`loss_ops.check_mixup_values`)."""
+def _lam(lam, logits: Tensor) -> float | Tensor:
+    """lam checked: in eager mode a float as a float, else a (B,) tensor in the compute dtype
+    (a float's value is checked here, a tensor's by `loss_ops.check_mixup_values` or loss.c)."""
     batch, dtype = logits.shape[0], reference.compute_dtype(logits.dtype)
     if not isinstance(lam, Tensor):
-        if not is_real(lam):
-            check_lam(lam, batch, logits.device)  # names the type
-        if not torch.compiler.is_compiling():
-            # Eager: name the value early. Compiled: no Python comparison of lam, which
-            # would guard on its value and recompile for every new lam; the op checks it.
-            check_lam(lam, batch, logits.device)
-        # ones * lam, not torch.full((B,), lam): AOTAutograd turns a float graph input into a
-        # tensor input only where every use is a tensor op; torch.full would specialise it.
-        return logits.new_ones(batch, dtype=dtype) * lam
+        if torch.compiler.is_compiling():
+            # No Python comparison of lam, which would guard on its value and recompile for
+            # every new lam; the op checks it. ones * lam, not torch.full((B,), lam):
+            # AOTAutograd turns a float graph input into a tensor input only where every use
+            # is a tensor op; torch.full would specialise it.
+            if not is_real(lam):
+                check_lam(lam, batch, logits.device)  # names the type
+            return logits.new_ones(batch, dtype=dtype) * lam
+        if not (type(lam) is float and 0.0 <= lam <= 1.0):  # else: the common case, fine
+            lam = check_lam(lam, batch, logits.device)  # names the type or the value
+        return lam
     if not lam.is_floating_point():
         raise TypeError(f"lam: dtype must be floating point, got {lam.dtype}")
     check_not_meta("lam", lam)
@@ -165,19 +183,25 @@ def _lam_rows(lam, logits: Tensor) -> Tensor:
         raise ValueError("lam: gradients w.r.t. lam are not supported; pass lam.detach()")
     if lam.ndim == 0:
         lam = lam.expand(batch)  # stride 0: one value for every row, no copy
+    elif lam.shape != (batch,):
+        raise ValueError(f"lam: a tensor lam must have shape ({batch},), got {tuple(lam.shape)}")
     return lam.to(dtype)
 
 
-def _inplace_wanted(logits: Tensor, inplace_backward: bool) -> bool:
-    if not inplace_backward:
-        return False
-    if torch.compiler.is_compiling():
+def _lam_rows(lam: float | Tensor, logits: Tensor) -> Tensor:
+    """A checked lam as a (B,) tensor: a float in one fill, whatever B."""
+    if isinstance(lam, Tensor):
+        return lam
+    dtype = reference.compute_dtype(logits.dtype)
+    return logits.new_full((1,), lam, dtype=dtype).expand(logits.shape[0])
+
+
+_INPLACE_LEAF = (
+    "inplace_backward: the logits are a leaf that requires grad, whose buffer cannot "
+    "hold its own gradient (autograd's in-place rule); pass inplace_backward=False"
+)
+
+
+def _refuse_inplace_compiled(inplace_backward: bool) -> None:
+    if inplace_backward:
         raise ValueError("inplace_backward: not supported under torch.compile (mutates an input)")
-    if not (torch.is_grad_enabled() and logits.requires_grad):
-        return False
-    if logits.is_leaf:
-        raise ValueError(
-            "inplace_backward: the logits are a leaf that requires grad, whose buffer cannot "
-            "hold its own gradient (autograd's in-place rule); pass inplace_backward=False"
-        )
-    return True
