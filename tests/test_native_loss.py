@@ -73,9 +73,10 @@ def _assert_close(got, want, dtype, what):
 
 
 def test_vexp_error_bound():
-    """loss.c's exp: within 1.5e-7 relative (about 1.3 float32 ulp) on [log(FLT_MIN), 0];
-    0 below (no denormals), 0 at -inf, NaN at NaN."""
-    x = -torch.linspace(0, 87.33, 3_000_001)
+    """loss.c's exp: within 1.5e-7 relative (about 1.3 float32 ulp) on [log(FLT_MIN), 60]
+    (up to 60: the one-sweep row statistics take exp of the logits themselves); 0 below
+    (no denormals), 0 at -inf, NaN at NaN."""
+    x = torch.linspace(-87.33, 60, 3_000_001)
     x = torch.cat([x, -torch.rand(100_000) * 1e-3, torch.tensor([-1e-30, -0.0])])
     got, want = native_loss.vexp(x).double(), torch.exp(x.double())
     assert ((got - want).abs() / want).max().item() < 1.5e-7
@@ -95,9 +96,9 @@ def _vexp_coarse(x: torch.Tensor) -> torch.Tensor:
 
 
 def test_coarse_vexp_error_bound():
-    """The 16-bit logits' exp: within 3e-6 relative on [log(FLT_MIN), 0], far under their
+    """The 16-bit logits' exp: within 3e-6 relative on [log(FLT_MIN), 60], far under their
     own rounding (float16 4.9e-4, bfloat16 3.9e-3); the same special values."""
-    x = -torch.linspace(0, 87.33, 3_000_001)
+    x = torch.linspace(-87.33, 60, 3_000_001)
     x = torch.cat([x, -torch.rand(100_000) * 1e-3, torch.tensor([-1e-30, -0.0])])
     got, want = _vexp_coarse(x).double(), torch.exp(x.double())
     assert ((got - want).abs() / want).max().item() < 3e-6
@@ -113,6 +114,26 @@ def test_kernels_match_float64(dtype, classes):
     and the 4096-element chunk."""
     logits, y_a, y_b, lam, target = _inputs(3, classes, dtype)
     y_b[0] = y_a[0]
+    g = torch.tensor([1.7, -0.3, 2.0])
+    for eps in (0.0, 0.1):
+        ours = _ours_mixup(logits, y_a, y_b, lam, eps, g)
+        exact = _exact_mixup(logits, y_a, y_b, lam, eps, g)
+        for got, want, what in zip(ours, exact, ("loss", "grad"), strict=True):
+            _assert_close(got, want, dtype, f"mixup eps={eps} {what}")
+    for got, want, what in zip(
+        _ours_soft(logits, target, g), _exact_soft(logits, target, g), ("loss", "grad"), strict=True
+    ):
+        _assert_close(got, want, dtype, f"soft {what}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, *HALF], ids=str)
+@pytest.mark.parametrize("row_max", [-45.0, -39.5, 0.0, 59.5, 61.0])
+def test_rows_on_either_side_of_the_one_sweep_window(row_max, dtype):
+    """Rows whose max lies in [-40, 60] are summed in one sweep of exp(z) itself, the others
+    in two sweeps of exp(z - m): both sides of either edge, against float64, over two
+    chunks (9001 classes), every target form."""
+    logits, y_a, y_b, lam, target = _inputs(3, 9001, torch.float64)
+    logits = (logits - logits.amax(1, keepdim=True) + row_max).to(dtype)
     g = torch.tensor([1.7, -0.3, 2.0])
     for eps in (0.0, 0.1):
         ours = _ours_mixup(logits, y_a, y_b, lam, eps, g)

@@ -4,9 +4,10 @@
  * With m the row max and S = sum exp(z - m), the loss is sum(t) log S - sum_c t_c (z_c - m):
  * every term relative to the row max, so a large common offset of the logits costs no
  * accuracy, and a class with t_c = 0 adds 0 even where z_c = -inf (0 * -inf would be NaN).
- * The row is read from memory once: it goes in chunks that stay in L1, each swept twice (its
- * max, then exp and the target terms), with the running sums rescaled when a chunk raises
- * the max (online log-sum-exp). Arithmetic is float32 for float32/float16/bfloat16 logits
+ * The row is read from memory once. Most rows take one sweep (row_stats_one_sweep: the
+ * max alongside exp(z) itself, all relative to the max after); the others go in chunks that
+ * stay in L1, each swept twice (its max, then exp(z - m) and the target terms), with the
+ * running sums rescaled when a chunk raises the max (online log-sum-exp). Arithmetic is float32 for float32/float16/bfloat16 logits
  * (exact widening), with the chunks' sums folded into double; float64 logits run a plain
  * double loop (they are for gradcheck, not speed).
  */
@@ -103,6 +104,57 @@ static inline __attribute__((always_inline)) RowStats row_stats(const char *z, i
     return row;
 }
 
+/* Where the row max m lies in [-40, 60], exp(z) itself neither overflows (C e^60 fits a
+ * float32 sum for any C) nor flushes a term within e^-47 of the largest: one sweep then sums
+ * exp(z) and w z with the lanes' running max beside them, and takes them relative to m
+ * after (S = e^-m sum exp(z), sum w (z - m) = sum w z - m sum w). Other rows (a max out of
+ * that range, infinite, or none) take row_stats' two sweeps per chunk. */
+static inline __attribute__((always_inline)) RowStats row_stats_one_sweep(const char *z, int dt,
+                                                                         const char *t, int tdt,
+                                                                         int weigh, int64_t n) {
+    RowStats row = {0.0, 0.0, 0.0, 0.0};
+    int64_t zsize = elem_size(dt), tsize = elem_size(tdt);
+    vf32 mx = (vf32){} - INFINITY;
+    for (int64_t c0 = 0; c0 < n; c0 += CHUNK) {
+        int64_t len = n - c0 < CHUNK ? n - c0 : CHUNK;
+        const char *zc = z + c0 * zsize, *tc = t ? t + c0 * tsize : t;
+        const char *ahead = zc + len * zsize;
+        vf32 s = {}, dot = {}, wsum = {};
+        int64_t j = 0;
+        for (; j + LANES <= len; j += LANES) {
+            __builtin_prefetch(ahead + j * zsize);
+            vf32 v = load_lanes(zc, dt, j);
+            mx = max_lanes(mx, v);
+            s += vexp_to(v, dt != MIXLAB_F32);
+            if (weigh == WEIGH_UNIFORM) {
+                dot += v;
+            } else if (weigh == WEIGH_DENSE) {
+                vf32 w = load_lanes(tc, tdt, j);
+                dot += weighted(w, v);
+                wsum += w;
+            }
+        }
+        if (j < len) {
+            vf32 v = load_tail(zc, dt, j, len - j, -INFINITY), ones = (vf32){} + 1.0f;
+            mx = max_lanes(mx, v);
+            s += vexp_to(v, dt != MIXLAB_F32);
+            vf32 w = weigh == WEIGH_DENSE ? load_tail(tc, tdt, j, len - j, 0.0f)
+                                          : load_tail(&ones, MIXLAB_F32, 0, len - j, 0.0f);
+            if (weigh != WEIGH_NONE) dot += weighted(w, v);
+            if (weigh == WEIGH_DENSE) wsum += w;
+        }
+        row.s += hsum(s);
+        if (weigh != WEIGH_NONE) row.dot += hsum(dot);
+        row.w += weigh == WEIGH_DENSE ? hsum(wsum) : (double)len;
+    }
+    double m = hmax(mx);
+    if (!(m >= -40.0 && m <= 60.0)) return row_stats(z, dt, t, tdt, weigh, n);
+    row.m = m;
+    row.s *= exp(-m);
+    row.dot -= m * row.w;
+    return row;
+}
+
 static RowStats row_stats_f64(const double *z, const double *t, int weigh, int64_t n) {
     RowStats row = {-INFINITY, 0.0, 0.0, 0.0};
     for (int64_t j = 0; j < n; j++) row.m = z[j] > row.m ? z[j] : row.m;
@@ -119,10 +171,10 @@ static RowStats row_stats_f64(const double *z, const double *t, int weigh, int64
 /* dt, weigh and the target's dtype (the logits' or float32) as constants: each
  * combination gets its own specialized loops. */
 #define ROW_STATS_FOR(DT)                                                                    \
-    (weigh == WEIGH_NONE      ? row_stats(z, DT, t, DT, WEIGH_NONE, p->classes)              \
-     : weigh == WEIGH_UNIFORM ? row_stats(z, DT, t, DT, WEIGH_UNIFORM, p->classes)           \
-     : p->tdt == DT           ? row_stats(z, DT, t, DT, WEIGH_DENSE, p->classes)             \
-                              : row_stats(z, DT, t, MIXLAB_F32, WEIGH_DENSE, p->classes))
+    (weigh == WEIGH_NONE      ? row_stats_one_sweep(z, DT, t, DT, WEIGH_NONE, p->classes)    \
+     : weigh == WEIGH_UNIFORM ? row_stats_one_sweep(z, DT, t, DT, WEIGH_UNIFORM, p->classes) \
+     : p->tdt == DT           ? row_stats_one_sweep(z, DT, t, DT, WEIGH_DENSE, p->classes)   \
+                              : row_stats_one_sweep(z, DT, t, MIXLAB_F32, WEIGH_DENSE, p->classes))
 
 static RowStats stats_of(const Problem *p, int64_t i, int weigh) {
     const char *z = logits_row(p, i), *t = target_row(p, i);

@@ -1,5 +1,5 @@
-/* exp(x) for x <= 0 on vectors of float32 (the loss's softmax), with tested error bounds
- * (tests/test_native_loss.py: within 1.5e-7 relative on [log(FLT_MIN), 0], 3e-6 coarse).
+/* exp(x) for x <= 60 on vectors of float32 (the loss's softmax), with tested error bounds
+ * (tests/test_native_loss.py: within 1.5e-7 relative on [log(FLT_MIN), 60], 3e-6 coarse).
  *
  * x = (16 q + j) ln2/16 + r, |r| <= ln2/32: exp(x) = 2^q 2^(j/16) exp(r), with 2^(j/16)
  * from a 16-entry table (one register, one permute) and exp(r) - 1 a cubic (its error,
