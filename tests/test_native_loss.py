@@ -8,6 +8,7 @@ through the public API; here the kernels are called directly, against float64.
 
 from __future__ import annotations
 
+import ctypes
 import platform
 
 import pytest
@@ -72,14 +73,37 @@ def _assert_close(got, want, dtype, what):
 
 
 def test_vexp_error_bound():
-    """loss.c's exp: within 1.5e-7 relative (about 1.3 float32 ulp) on [log(FLT_MIN), 0];
-    0 below (no denormals), 0 at -inf, NaN at NaN."""
-    x = -torch.linspace(0, 87.33, 3_000_001)
+    """loss.c's exp: within 1.5e-7 relative (about 1.3 float32 ulp) on [log(FLT_MIN), 60]
+    (up to 60: the one-sweep row statistics take exp of the logits themselves); 0 below
+    (no denormals), 0 at -inf, NaN at NaN."""
+    x = torch.linspace(-87.33, 60, 3_000_001)
     x = torch.cat([x, -torch.rand(100_000) * 1e-3, torch.tensor([-1e-30, -0.0])])
     got, want = native_loss.vexp(x).double(), torch.exp(x.double())
     assert ((got - want).abs() / want).max().item() < 1.5e-7
     special = torch.tensor([float("-inf"), float("nan"), -87.4, -100.0, -1e30])
     got = native_loss.vexp(special)
+    assert got[0] == 0 and got[1].isnan() and (got[2:] == 0).all()
+
+
+def _vexp_coarse(x: torch.Tensor) -> torch.Tensor:
+    """loss.c's exp for float16/bfloat16 logits (mixlab_vexp_coarse), through ctypes."""
+    fn = native.load().mixlab_vexp_coarse
+    fn.argtypes, fn.restype = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64], None
+    x = x.to(torch.float32).contiguous()
+    y = torch.empty_like(x)
+    fn(x.data_ptr(), y.data_ptr(), x.numel())
+    return y
+
+
+def test_coarse_vexp_error_bound():
+    """The 16-bit logits' exp: within 3e-6 relative on [log(FLT_MIN), 60], far under their
+    own rounding (float16 4.9e-4, bfloat16 3.9e-3); the same special values."""
+    x = torch.linspace(-87.33, 60, 3_000_001)
+    x = torch.cat([x, -torch.rand(100_000) * 1e-3, torch.tensor([-1e-30, -0.0])])
+    got, want = _vexp_coarse(x).double(), torch.exp(x.double())
+    assert ((got - want).abs() / want).max().item() < 3e-6
+    special = torch.tensor([float("-inf"), float("nan"), -87.4, -100.0, -1e30])
+    got = _vexp_coarse(special)
     assert got[0] == 0 and got[1].isnan() and (got[2:] == 0).all()
 
 
@@ -90,6 +114,26 @@ def test_kernels_match_float64(dtype, classes):
     and the 4096-element chunk."""
     logits, y_a, y_b, lam, target = _inputs(3, classes, dtype)
     y_b[0] = y_a[0]
+    g = torch.tensor([1.7, -0.3, 2.0])
+    for eps in (0.0, 0.1):
+        ours = _ours_mixup(logits, y_a, y_b, lam, eps, g)
+        exact = _exact_mixup(logits, y_a, y_b, lam, eps, g)
+        for got, want, what in zip(ours, exact, ("loss", "grad"), strict=True):
+            _assert_close(got, want, dtype, f"mixup eps={eps} {what}")
+    for got, want, what in zip(
+        _ours_soft(logits, target, g), _exact_soft(logits, target, g), ("loss", "grad"), strict=True
+    ):
+        _assert_close(got, want, dtype, f"soft {what}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, *HALF], ids=str)
+@pytest.mark.parametrize("row_max", [-45.0, -39.5, 0.0, 59.5, 61.0])
+def test_rows_on_either_side_of_the_one_sweep_window(row_max, dtype):
+    """Rows whose max lies in [-40, 60] are summed in one sweep of exp(z) itself, the others
+    in two sweeps of exp(z - m): both sides of either edge, against float64, over two
+    chunks (9001 classes), every target form."""
+    logits, y_a, y_b, lam, target = _inputs(3, 9001, torch.float64)
+    logits = (logits - logits.amax(1, keepdim=True) + row_max).to(dtype)
     g = torch.tensor([1.7, -0.3, 2.0])
     for eps in (0.0, 0.1):
         ours = _ours_mixup(logits, y_a, y_b, lam, eps, g)
@@ -155,18 +199,37 @@ def test_minus_inf_with_smoothing_mass_is_an_infinite_loss_as_in_the_reference()
     assert torch.equal(rows, want) and rows.isinf().all()
 
 
+# float16 / bfloat16: explicit mantissa bits, and the exponent of the smallest normal
+_HALF_FORMAT = {torch.float16: (10, -14), torch.bfloat16: (7, -126)}
+
+
+def _ulp(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The spacing of `dtype` around each value of x (float64)."""
+    bits, emin = _HALF_FORMAT[dtype]
+    return torch.exp2(torch.floor(torch.log2(x.abs().clamp_min(2.0**emin))) - bits)
+
+
 @pytest.mark.parametrize("dtype", HALF, ids=str)
-def test_half_precision_stores_round_to_nearest_even(dtype):
-    """Widening is exact and the arithmetic is float32, so the half-precision gradient is
-    the float32 gradient of the same values, rounded once as torch rounds."""
+def test_half_precision_stores_round_to_nearest(dtype):
+    """Widening is exact and the arithmetic float32; only the exp differs (16-bit logits take
+    the coarse one, within 3e-6 of the float32 logits' exp). So each stored gradient is the
+    float32 gradient of the same values rounded to nearest: within half an ulp of it plus
+    3e-6 of its exp term, |g| (|grad| + t) at most (a truncating or twice-rounding store
+    misses by up to a whole ulp); the float32 losses within 3e-6."""
     logits, y_a, y_b, lam, target = _inputs(5, 3000, dtype)
     g = torch.linspace(-2, 2, 5)
-    half = _ours_mixup(logits, y_a, y_b, lam, 0.1, g)
-    wide = _ours_mixup(logits.float(), y_a, y_b, lam, 0.1, g)
-    assert torch.equal(half[0], wide[0]) and torch.equal(half[1], wide[1].to(dtype))
-    half = _ours_soft(logits, target, g)
-    wide = _ours_soft(logits.float(), target, g)
-    assert torch.equal(half[1], wide[1].to(dtype))
+    eps = 0.1
+    sparse_target = reference.mixup_target(y_a, y_b, lam, 3000, eps)
+    for form, ours, t in (
+        ("mixup", lambda z: _ours_mixup(z, y_a, y_b, lam, eps, g), sparse_target),
+        ("soft", lambda z: _ours_soft(z, target, g), target),
+    ):
+        half, wide = ours(logits), ours(logits.float())
+        torch.testing.assert_close(half[0], wide[0], rtol=3e-6, atol=0, msg=form)
+        want = wide[1].double()
+        exp_term = want.abs() + g.double().abs()[:, None] * t.double()
+        bound = 0.5 * _ulp(want, dtype) + 3e-6 * exp_term
+        assert ((half[1].double() - want).abs() <= bound).all(), form
 
 
 def test_threads_give_the_single_thread_result(monkeypatch):

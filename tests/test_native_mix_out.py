@@ -47,3 +47,24 @@ def test_rows_of_zero_elements_are_a_no_op(shape):
         assert mixlab.cutmix_(x, perm, box, backend="torch")[0].shape == shape
     with pytest.raises(ValueError, match="perm: values"):  # perm is still checked
         native.mix_(x, torch.tensor([0, 1, 9, 2]), 0.5)
+
+
+@pytest.mark.parametrize("place", ["out of place", "in place"])
+def test_bfloat16_subnormals_round_like_the_reference(place):
+    """mix.c rounds bfloat16 with AVX512-BF16 where the CPU has it, an instruction that
+    flushes subnormal float32 to zero: rows of values around FLT_MIN (a fifth of the results
+    subnormal) must still come out bit for bit, with NaN, inf and -0.0 among them."""
+    gen = torch.Generator().manual_seed(5)
+    x = (torch.rand(16, 4096, generator=gen) * 4e-38).to(torch.bfloat16)
+    x.view(-1)[:4] = torch.tensor([float("nan"), float("inf"), -0.0, -1e-39])
+    perm = torch.randperm(16, generator=gen)
+    for lam in (0.37, torch.rand(16, generator=gen)):
+        want = reference.mix(x, perm, lam)
+        assert (want.float().abs() < 1.1754944e-38).float().mean() > 0.1
+        got = mixlab.mix(x, perm, lam, backend="torch") if place == "out of place" else None
+        if got is None:
+            got = x.clone()
+            mixlab.mix_(got, perm, lam, backend="torch")
+        nan = want.isnan()
+        assert torch.equal(got.isnan(), nan)
+        assert torch.equal(got.view(torch.int16)[~nan], want.view(torch.int16)[~nan])

@@ -26,10 +26,14 @@ import torch
 from mixlab.native import build
 from mixlab.validation import check_box
 
-# One library: the mixing walk (mix.c) and the fused loss (loss.c); the headers they
-# include are not compiled on their own but are part of the cache key.
-SOURCES = tuple(Path(__file__).with_name(name) for name in ("mix.c", "loss.c"))
-HEADERS = tuple(Path(__file__).with_name(name) for name in ("simd.h", "vexp.h"))
+# One library: the mixing walk (mix.c) and the fused loss (loss.c's forward,
+# loss_backward.c); the headers they include are not compiled on their own but are part
+# of the cache key.
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("mix.c", "loss.c", "loss_backward.c"))
+HEADERS = tuple(
+    Path(__file__).with_name(name)
+    for name in ("simd.h", "mix_rows.h", "vexp.h", "loss.h", "row_stats.h")
+)
 # No FMA contraction: float32 results are then bit-identical to the reference's
 # separate multiply and add. -march=native is safe because the cache key names it.
 CFLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fPIC", "-shared", "-fopenmp")

@@ -24,63 +24,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mix_rows.h"
 #include "simd.h"
 
 enum { MAX_THREADS = 256 };
 /* status codes of the entry points; on an error no byte of x has been written */
 enum { MIXLAB_OK = 0, MIXLAB_NO_MEMORY = 1, MIXLAB_BAD_PERM = 2 };
-
-/* ---- row operations: dst[j] <- a*cur[j] + b*src[j] for n elements ---------------------
- * In place dst == cur; `mix` out of place writes a third buffer. `ahead` is the same run of
- * the row after next, prefetched meanwhile. src may equal cur (a fixed point, perm[i] == i):
- * it still computes lam*x + (1-lam)*x, as the reference does, so roundings and inf/NaN come
- * out the same. */
-
-#define DEFINE_MIX(name, T, LOAD, STORE, TO_F32, FROM_F32)                                   \
-    static void name(void *dst, const void *cur, const void *src, const void *ahead,          \
-                     int64_t n, float a, float b) {                                          \
-        T *d = dst;                                                                          \
-        const T *c = cur, *s = src;                                                          \
-        int64_t j = 0;                                                                       \
-        for (; j + LANES <= n; j += LANES) {                                                 \
-            __builtin_prefetch((const T *)ahead + j);                                        \
-            STORE(d + j, a * LOAD(c + j) + b * LOAD(s + j));                                 \
-        }                                                                                    \
-        for (; j < n; j++) d[j] = FROM_F32(a * TO_F32(c[j]) + b * TO_F32(s[j]));            \
-    }
-
-#define IDENTITY(v) (v)
-#define HALF_TO_F32(h) ((float)(h))
-#define F32_TO_HALF(f) ((_Float16)(f))
-DEFINE_MIX(mix_f32, float, load_f32, store_f32, IDENTITY, IDENTITY)
-DEFINE_MIX(mix_f16, _Float16, load_f16, store_f16, HALF_TO_F32, F32_TO_HALF)
-
-/* bfloat16 is the top half of a float32, so a 32-bit word holding two of them widens
- * without shuffles: the even element is word << 16, the odd one word & 0xffff0000. Both
- * halves are mixed as float32 and rounded back in place; 2 * LANES elements a step. */
-static void mix_bf16(void *dst, const void *cur, const void *src, const void *ahead, int64_t n,
-                     float a, float b) {
-    uint16_t *d = dst;
-    const uint16_t *c = cur, *s = src;
-    int64_t j = 0;
-    for (; j + 2 * LANES <= n; j += 2 * LANES) {
-        __builtin_prefetch((const uint16_t *)ahead + j);
-        vu32 wc, ws;
-        memcpy(&wc, c + j, sizeof wc);
-        memcpy(&ws, s + j, sizeof ws);
-        vf32 even = a * (vf32)(wc << 16) + b * (vf32)(ws << 16);
-        vf32 odd = a * (vf32)(wc & 0xffff0000u) + b * (vf32)(ws & 0xffff0000u);
-        vu32 out = round_to_bf16_high(odd) | (round_to_bf16_high(even) >> 16);
-        memcpy(d + j, &out, sizeof out);
-    }
-    for (; j < n; j++) d[j] = f32_to_bf16(a * bf16_to_f32(c[j]) + b * bf16_to_f32(s[j]));
-}
-
-typedef void (*MixRow)(void *, const void *, const void *, const void *, int64_t, float, float);
-
-static MixRow mix_row(int dtype) {
-    return dtype == MIXLAB_F32 ? mix_f32 : dtype == MIXLAB_F16 ? mix_f16 : mix_bf16;
-}
 
 /* ---- the walk ----------------------------------------------------------------------- */
 

@@ -50,9 +50,14 @@ static inline uint16_t f32_to_bf16(float f) {
 }
 
 static inline vf32 load_bf16(const void *p) {
+#if defined(__AVX512F__) /* gcc 12 splits the generic widening below into halves */
+    __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
+    return (vf32)_mm512_slli_epi32(w, 16);
+#else
     vu16 h;
     memcpy(&h, p, sizeof h);
     return (vf32)(__builtin_convertvector(h, vu32) << 16);
+#endif
 }
 
 /* The same rounding, lane by lane; the result's high halves hold the bfloat16s. */
@@ -63,7 +68,20 @@ static inline vu32 round_to_bf16_high(vf32 f) {
     return (rounded & ~nan) | (0x7fc00000u & nan);
 }
 
+#if defined(__AVX512BF16__) && defined(__AVX512VL__)
+/* AVX512-BF16 rounds to nearest-even in one instruction, but flushes subnormal inputs to
+ * zero: vectors holding one (fpclass 0x20) take the exact integer rounding above. NaNs
+ * stay NaN (their payload may differ from c10's 0x7fc0; torch's vector code gives 0xffff). */
+static inline int has_subnormal(vf32 v) { return _mm512_fpclass_ps_mask((__m512)v, 0x20) != 0; }
+#endif
+
 static inline void store_bf16(void *p, vf32 v) {
+#if defined(__AVX512BF16__) && defined(__AVX512VL__)
+    if (!has_subnormal(v)) {
+        _mm256_storeu_si256((__m256i *)p, (__m256i)_mm512_cvtneps_pbh((__m512)v));
+        return;
+    }
+#endif
     vu16 h = __builtin_convertvector(round_to_bf16_high(v) >> 16, vu16);
     memcpy(p, &h, sizeof h);
 }
@@ -99,10 +117,31 @@ static inline void store_f16(void *p, vf32 v) {
 #endif
 }
 
+/* One float16 as float32 and back (nearest-even). Without AVX512-FP16 gcc converts
+ * _Float16 by a libgcc call; F16C does it in one instruction. */
+static inline float f16_to_f32(const void *p) {
+#if defined(__F16C__)
+    uint16_t h;
+    memcpy(&h, p, sizeof h);
+    return _cvtsh_ss(h);
+#else
+    return (float)*(const _Float16 *)p;
+#endif
+}
+
+static inline void store_f16_one(void *p, float f) {
+#if defined(__F16C__)
+    uint16_t h = _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
+    memcpy(p, &h, sizeof h);
+#else
+    *(_Float16 *)p = (_Float16)f;
+#endif
+}
+
 /* Element j of a row of dtype dt (float32, float16 or bfloat16), as float32. */
 static inline float load_one(const void *row, int dt, int64_t j) {
     if (dt == MIXLAB_F32) return ((const float *)row)[j];
-    if (dt == MIXLAB_F16) return (float)((const _Float16 *)row)[j];
+    if (dt == MIXLAB_F16) return f16_to_f32((const uint16_t *)row + j);
     return bf16_to_f32(((const uint16_t *)row)[j]);
 }
 
@@ -110,7 +149,7 @@ static inline void store_one(void *row, int dt, int64_t j, float v) {
     if (dt == MIXLAB_F32)
         ((float *)row)[j] = v;
     else if (dt == MIXLAB_F16)
-        ((_Float16 *)row)[j] = (_Float16)v;
+        store_f16_one((uint16_t *)row + j, v);
     else
         ((uint16_t *)row)[j] = f32_to_bf16(v);
 }
@@ -132,7 +171,48 @@ static inline void store_lanes(void *row, int dt, int64_t j, vf32 v) {
         store_bf16((uint16_t *)row + j, v);
 }
 
-/* n < LANES elements from element j on; the other lanes hold `fill`. */
+/* store_lanes for the loss's gradient, which is held to tolerances, not to bits: bfloat16
+ * rounds to nearest-even in one AVX512-BF16 instruction, which turns a subnormal float32
+ * (under 1.2e-38) into a signed zero, and saves store_bf16's test for one. */
+static inline void store_lanes_flush(void *row, int dt, int64_t j, vf32 v) {
+#if defined(__AVX512BF16__) && defined(__AVX512VL__)
+    if (dt == MIXLAB_BF16) {
+        __m256i h = (__m256i)_mm512_cvtneps_pbh((__m512)v);
+        _mm256_storeu_si256((__m256i *)((uint16_t *)row + j), h);
+        return;
+    }
+#endif
+    store_lanes(row, dt, j, v);
+}
+
+/* n < LANES elements from element j on; the other lanes hold `fill`. AVX-512 masks them
+ * in one load or store; elsewhere element by element. */
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+static inline vf32 load_tail(const void *row, int dt, int64_t j, int64_t n, float fill) {
+    __mmask16 m = (__mmask16)((1u << n) - 1u);
+    __m512 f = _mm512_set1_ps(fill), v;
+    if (dt == MIXLAB_F32) {
+        v = _mm512_mask_loadu_ps(f, m, (const float *)row + j);
+    } else {
+        __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)row + j);
+        v = dt == MIXLAB_F16 ? _mm512_cvtph_ps(h)
+                             : _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+        v = _mm512_mask_blend_ps(m, f, v);
+    }
+    return (vf32)v;
+}
+
+static inline void store_tail(void *row, int dt, int64_t j, int64_t n, vf32 v) {
+    __mmask16 m = (__mmask16)((1u << n) - 1u);
+    if (dt == MIXLAB_F32) {
+        _mm512_mask_storeu_ps((float *)row + j, m, (__m512)v);
+        return;
+    }
+    uint16_t h[LANES];
+    store_lanes(h, dt, 0, v);
+    _mm256_mask_storeu_epi16((uint16_t *)row + j, m, _mm256_loadu_si256((const __m256i *)h));
+}
+#else
 static inline vf32 load_tail(const void *row, int dt, int64_t j, int64_t n, float fill) {
     vf32 v;
     for (int i = 0; i < LANES; i++) v[i] = i < n ? load_one(row, dt, j + i) : fill;
@@ -142,10 +222,43 @@ static inline vf32 load_tail(const void *row, int dt, int64_t j, int64_t n, floa
 static inline void store_tail(void *row, int dt, int64_t j, int64_t n, vf32 v) {
     for (int i = 0; i < n; i++) store_one(row, dt, j + i, v[i]);
 }
+#endif
 
 /* Lane-wise mask ? a : b (gcc's C front end has no vector ?:). */
 static inline vf32 select_lanes(vi32 mask, vf32 a, vf32 b) {
     return (vf32)(((vu32)a & (vu32)mask) | ((vu32)b & ~(vu32)mask));
+}
+
+/* Lane-wise max of a and b; a NaN in b is passed over (a is kept). */
+static inline vf32 max_lanes(vf32 a, vf32 b) {
+#if defined(__AVX512F__)
+    return (vf32)_mm512_max_ps((__m512)b, (__m512)a); /* maxps: a NaN operand yields the 2nd */
+#else
+    return select_lanes(b > a, b, a);
+#endif
+}
+
+static inline float hmax(vf32 v) {
+#if defined(__AVX512F__)
+    return _mm512_reduce_max_ps((__m512)v);
+#else
+    float m = v[0];
+    for (int i = 1; i < LANES; i++) m = v[i] > m ? v[i] : m;
+    return m;
+#endif
+}
+
+/* The sum of the lanes, in double (a pairwise tree). */
+static inline double hsum(vf32 v) {
+#if defined(__AVX512F__)
+    __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256((__m512)v));
+    __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd((__m512d)v, 1)));
+    return _mm512_reduce_add_pd(_mm512_add_pd(lo, hi));
+#else
+    double s = 0.0;
+    for (int i = 0; i < LANES; i++) s += v[i];
+    return s;
+#endif
 }
 
 #endif
