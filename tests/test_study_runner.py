@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 
 from mixlab.studies import creation, liveness, runner, storage
 from mixlab.studies.spec import SpecError, load_spec
-from mixlab.studies.survey import SPARE_ATTR, SUPERSEDED_ATTR, point_key
+from mixlab.studies.survey import SPARE_ATTR, SUPERSEDED_ATTR, point_key, survey
 
 # A real active-learning trial on digits of a few tenths of a second (one thread): long
 # enough to be killed in the middle of.
@@ -233,6 +233,19 @@ def test_a_point_queued_twice_is_completed_once(tmp_path):
     twice = [t for t in trials if t.params == point]
     assert [t.state for t in twice] == [TrialState.COMPLETE, TrialState.FAIL]
     assert twice[1].user_attrs[SUPERSEDED_ATTR] is True
+
+
+def test_a_trial_being_claimed_holds_its_point(tmp_path):
+    # Claimed, with the first of its params set: not an open point to enqueue again.
+    spec = load_spec(write_spec(tmp_path))
+    url = str(tmp_path / "tiny.journal")
+    creation.prepare_study(spec, url, n_trials=1)
+    study = optuna.load_study(study_name="tiny", storage=storage.open_storage(url))
+    study.ask().suggest_categorical("strategy", TINY_AXES["strategy"])
+    (trial,) = study.get_trials()
+    assert trial.state == TrialState.RUNNING and len(trial.params) == 1
+    state = survey(spec, 1, [trial])
+    assert (state.in_flight, state.open, state.waiting) == (1, 0, 0)
 
 
 def test_prepare_enqueues_each_point_once_and_completes_a_cut_queue(tmp_path):

@@ -62,8 +62,10 @@ class PointStatus:
 
 
 def trial_point(trial: FrozenTrial) -> dict[str, Any]:
-    """A trial's point: its params, or (queued, not claimed yet) its fixed params."""
-    return trial.params or trial.system_attrs.get(FIXED_PARAMS, {})
+    """A trial's point: the fixed params it was enqueued with (whole, while a worker that
+    just claimed it is still setting its params one by one), else its params (a TPE slot's
+    are sampled)."""
+    return trial.system_attrs.get(FIXED_PARAMS) or trial.params
 
 
 def point_key(params: dict[str, Any]) -> tuple:
