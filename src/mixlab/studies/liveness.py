@@ -115,7 +115,7 @@ class Heartbeat:
         self._stop.set()
         self._thread.join()
 
-    def beat(self) -> None:
+    def _beat(self) -> None:
         if self._rdb:
             self._storage.record_heartbeat(self._trial_id)
         else:
@@ -124,7 +124,7 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._stop.wait(self._interval_s):
             try:
-                self.beat()
+                self._beat()
             except UpdateFinishedTrialError:
                 return  # taken as lost by another worker; the main thread will hear of it
             except Exception as err:  # a storage hiccup: the next beat may get through

@@ -123,21 +123,24 @@ class Worker:
             warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
             trial = self.study.ask()
         trial_id = self._trial_id(trial.number)
-        if FIXED_PARAMS not in self.storage.get_trial(trial_id).system_attrs:
-            # ask() makes a new trial when other workers emptied the queue first.
-            self.storage.set_trial_user_attr(trial_id, SPARE_ATTR, True)
-            self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
-            return None
-        params = self._own(trial, trial_id)
-        if self.spec.sampler == "grid" and self._yield(trial_id, trial.number, params):
-            return None
+        try:
+            if FIXED_PARAMS not in self.storage.get_trial(trial_id).system_attrs:
+                # ask() makes a new trial when other workers emptied the queue first.
+                self.storage.set_trial_user_attr(trial_id, SPARE_ATTR, True)
+                self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+                return None
+            params = self._own(trial, trial_id)
+            if self.spec.sampler == "grid" and self._yield(trial_id, trial.number, params):
+                return None
+        except UpdateFinishedTrialError:
+            return None  # taken as lost already (a very long pause): its retry is queued
         return trial_id, trial.number, params
 
     def _own(self, trial: optuna.Trial, trial_id: int) -> dict[str, Any]:
         """Beat, take the params, stamp: what a worker does to the trial it just claimed."""
-        heartbeat = liveness.Heartbeat(self.storage, trial_id, self.heartbeat_s)
         if liveness.has_heartbeat(self.storage):
-            heartbeat.beat()  # at once: Optuna cannot take a trial with no beat as lost
+            # At once: Optuna never takes a trial with no beat as lost.
+            self.storage.record_heartbeat(trial_id)
         for axis, values in self.spec.axes.items():
             _suggest(trial, axis, values)
         for key, value in liveness.stamp(trial.number, self.heartbeat_s).items():
@@ -187,7 +190,9 @@ class Worker:
         MAX_ATTEMPTS times (a tpe trial that raised counts toward n_trials)."""
         if self.spec.sampler != "grid":
             return
-        statuses = point_statuses(self.spec, self.spec.grid_size, self.study.get_trials())
+        statuses = point_statuses(
+            self.spec, self.spec.grid_size, self.study.get_trials(deepcopy=False)
+        )
         if not statuses[self.spec.point_index(params)].held:
             self.study.enqueue_trial(params)
 
@@ -207,7 +212,7 @@ class Worker:
         """Record the result of a trial taken as lost on the WAITING trial that took its
         point over, if there is one (see the module docstring)."""
         mine = self.storage.get_trial(trial_id)
-        for number in queue.successors(self.spec, self.study.get_trials(), mine):
+        for number in queue.successors(self.spec, self.study.get_trials(deepcopy=False), mine):
             successor_id = self._trial_id(number)
             with contextlib.suppress(UpdateFinishedTrialError):
                 # The atomic WAITING -> RUNNING move that ask() makes, of this one trial.
