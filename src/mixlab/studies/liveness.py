@@ -175,6 +175,7 @@ def fail_lost_trials(study: optuna.Study, storage, study_id: int, heartbeat_s: f
             if not worker_of(t) and now - t.datetime_start.timestamp() > GRACE_BEATS * heartbeat_s
         ]
     else:
+        # Optuna's JournalStorage has no heartbeat: mixlab's stamp and beat stand in for it.
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         lost = [t for t in running if is_lost(t, now, heartbeat_s)]
     for t in lost:
