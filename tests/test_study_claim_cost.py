@@ -2,7 +2,8 @@
 the next queued trial with Optuna's ask(), and the survey it reads before (and the check that
 its point is its own, queue.superseded) look at the trials only, never at the grid, whose
 points are computed from their index, never expanded (mixlab.studies.survey, queue,
-StudySpec.point / point_index). Only enqueueing a run walks its points, once."""
+StudySpec.point / point_index). Only enqueueing walks the grid, from its start to the next
+chunk of open points (tests/test_study_short_queue.py)."""
 
 from __future__ import annotations
 

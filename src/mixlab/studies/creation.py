@@ -4,8 +4,8 @@ Creation is several writes (the study, then its attributes); the spec attribute 
 last and marks the study complete. A study without it was cut short by a kill before any
 worker started: the next run finishes it instead of refusing it. A journal with a torn or
 corrupt tail is first cut back to its intact prefix (mixlab.studies.journal). Then, still
-under the lock, the points of the run that no trial holds are enqueued (mixlab.studies.queue):
-a kill part-way through leaves a queue the next run completes.
+under the lock, the first chunk of the run's open points is enqueued (mixlab.studies.queue):
+a kill part-way through leaves a queue the next run or worker completes.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ def _jsonable(value):
 
 def prepare_study(spec: StudySpec, url: str, n_trials: int | None = None) -> None:
     """Create the study (or check that the existing one was made from this spec, or
-    finish one a kill cut short), then enqueue the run's open points (n_trials: as for
-    survey.run_size); see the module docstring."""
+    finish one a kill cut short), then enqueue the first chunk of the run's open points
+    (n_trials: as for survey.run_size); see the module docstring."""
     with storages.enqueue_lock(url, spec.name):
         # Under the lock: workers starting together on an empty database would race to
         # create Optuna's tables.

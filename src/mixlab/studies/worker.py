@@ -1,7 +1,8 @@
 """A study worker: claims queued trials with Optuna's ask(), runs the active-learning loop on
 each, and records its curve.
 
-How points are queued and claimed: mixlab.studies.queue; liveness: mixlab.studies.liveness.
+How points are queued (a short queue, topped up by the workers) and claimed:
+mixlab.studies.queue; liveness: mixlab.studies.liveness.
 
 Recording. A grid trial completes only if its point does not have to yield to another trial
 (queue.superseded). A worker whose trial was taken as lost while it still ran (its write
@@ -97,6 +98,11 @@ class Worker:
             state = survey(self.spec, self.settings.n_trials, self.study.get_trials(deepcopy=False))
             bar = bar or self._progress_bar(state)
             self._show(bar, state)
+            if state.open and state.waiting < queue.REFILL_BELOW:
+                # The next chunk (or a retry that a kill or a torn journal tail left unwritten).
+                with storages.enqueue_lock(self.settings.storage_url, self.spec.name):
+                    queue.enqueue_open(self.study, self.spec, self.settings.n_trials)
+                continue
             if state.can_claim:
                 claimed = self._claim()
                 if claimed is not None:
@@ -104,10 +110,6 @@ class Worker:
                     ran += 1
             elif state.in_flight:
                 time.sleep(poll_s)  # others run the last trials: wait, they may die
-            elif state.open:
-                # A retry that a kill or a torn journal tail left unwritten.
-                with storages.enqueue_lock(self.settings.storage_url, self.spec.name):
-                    queue.enqueue_open(self.study, self.spec, self.settings.n_trials)
             else:
                 bar.close()
                 return ran
