@@ -18,13 +18,16 @@ from test_study_runner import (
     ablate,
     assert_each_point_complete_once,
     kill_mid_trial,
+    not_spare,
     read_trials,
+    settings,
     wait_until_running,
     worker_pid,
     write_spec,
 )
+from test_study_short_queue import SEVERAL_CHUNKS
 
-from mixlab.studies import storage
+from mixlab.studies import runner, storage
 from mixlab.studies.spec import load_spec
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -80,3 +83,15 @@ def test_two_workers_one_killed_and_restarted(tmp_path, postgres_url):
     assert_each_point_complete_once(load_spec(spec_path), trials)
     # both workers shared the study before the kill
     assert {victim.pid, survivor.pid} <= {worker_pid(t) for t in trials}
+
+
+def test_a_grid_several_chunks_long_completes_each_point_once(tmp_path, postgres_url):
+    # The short queue (mixlab.studies.queue) topped up by two workers on a server.
+    spec = load_spec(write_spec(tmp_path, name="pg_chunks", axes=SEVERAL_CHUNKS))
+    state = runner.run_study(settings(spec, postgres_url), workers=2)
+    assert (state.complete, state.total) == (spec.grid_size, spec.grid_size)
+    trials = not_spare(read_trials(postgres_url, "pg_chunks"))
+    assert len(trials) == spec.grid_size  # each point enqueued once, none superseded
+    assert_each_point_complete_once(spec, trials)
+    assert [t.system_attrs["fixed_params"] for t in trials] == spec.grid_points()
+    assert len({worker_pid(t) for t in trials}) == 2, "the workers did not share the study"
