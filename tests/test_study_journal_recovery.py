@@ -4,7 +4,8 @@
   damaged file kept aside, and the study resumes with every complete trial kept;
 - a write that fails (ENOSPC, injected into the journal's write) ends the run with a
   message and leaves a journal every reader can open;
-- a process killed at any step of creating a study leaves a study the next run finishes.
+- a process killed at any step of creating a study or enqueueing its points leaves a study
+  the next run finishes, every point enqueued once.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from test_study_runner import (
     write_spec,
 )
 
-from mixlab.studies import journal, runner, storage
+from mixlab.studies import creation, journal, runner, storage
 from mixlab.studies.spec import load_spec
 
 
@@ -139,7 +140,7 @@ def test_a_real_full_disk(tmp_path, kind):
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", disk], check=True)
     try:
         url = str(disk / "tiny.journal") if kind == "journal" else f"sqlite:///{disk}/tiny.db"
-        runner.prepare_study(spec, url)
+        creation.prepare_study(spec, url)
         # The journal is left 8 KiB (its trials need about twice that); SQLite, whose
         # study grows by about one page, nothing.
         free = os.statvfs(disk)
@@ -195,7 +196,7 @@ def _killed_at_step(url: str, spec, step: int, torn: bool) -> None:
 
         journal.Backend.append_logs = append_logs
         try:
-            runner.prepare_study(spec, url)
+            creation.prepare_study(spec, url)
         finally:
             os._exit(0 if calls["n"] < step else 1)
     _, status = os.waitpid(pid, 0)
@@ -204,7 +205,8 @@ def _killed_at_step(url: str, spec, step: int, torn: bool) -> None:
 
 def test_kill_at_any_step_of_creation_leaves_a_study_the_next_run_finishes(tmp_path):
     spec = load_spec(write_spec(tmp_path))
-    steps = len(runner.study_attrs(spec)) + 1  # the study, then each attribute
+    # the study, then each attribute, then each grid point enqueued
+    steps = 1 + len(creation.study_attrs(spec)) + spec.grid_size
     for torn in (False, True):
         for step in range(1, steps + 1):
             url = str(tmp_path / f"kill-{step}-{torn}.journal")
@@ -212,8 +214,10 @@ def test_kill_at_any_step_of_creation_leaves_a_study_the_next_run_finishes(tmp_p
             state = runner.run_study(settings(spec, url))
             assert state.complete == 8, (step, torn)
             study = optuna.load_study(study_name="tiny", storage=storage.open_storage(url))
-            assert study.user_attrs.keys() == runner.study_attrs(spec).keys(), (step, torn)
-            assert_each_point_complete_once(spec, read_trials(url, "tiny"))
+            assert study.user_attrs.keys() == creation.study_attrs(spec).keys(), (step, torn)
+            trials = read_trials(url, "tiny")
+            assert len(trials) == 8, (step, torn)  # each point enqueued once
+            assert_each_point_complete_once(spec, trials)
         # one more step than creation has: the child finished without being killed
         url = str(tmp_path / f"whole-{torn}.journal")
         assert _killed_at_step(url, spec, steps + 1, torn) == 0
@@ -222,7 +226,7 @@ def test_kill_at_any_step_of_creation_leaves_a_study_the_next_run_finishes(tmp_p
 @pytest.mark.skipif(sys.platform != "linux", reason="os.fork")
 def test_kill_during_sqlite_creation_leaves_a_study_the_next_run_finishes(tmp_path):
     spec = load_spec(write_spec(tmp_path))
-    for step in range(1, len(runner.study_attrs(spec)) + 1):
+    for step in range(1, len(creation.study_attrs(spec)) + 1):
         url = f"sqlite:///{tmp_path}/kill-{step}.db"
         pid = os.fork()
         if pid == 0:
@@ -237,7 +241,7 @@ def test_kill_during_sqlite_creation_leaves_a_study_the_next_run_finishes(tmp_pa
 
             optuna.storages.RDBStorage.set_study_user_attr = set_attr
             try:
-                runner.prepare_study(spec, url)
+                creation.prepare_study(spec, url)
             finally:
                 os._exit(1)
         _, status = os.waitpid(pid, 0)
@@ -245,4 +249,4 @@ def test_kill_during_sqlite_creation_leaves_a_study_the_next_run_finishes(tmp_pa
         # usable: its attributes complete, and a run of its first points goes through
         assert runner.run_study(settings(spec, url, n_trials=2)).complete == 2, step
         study = optuna.load_study(study_name="tiny", storage=storage.open_storage(url))
-        assert study.user_attrs.keys() == runner.study_attrs(spec).keys(), step
+        assert study.user_attrs.keys() == creation.study_attrs(spec).keys(), step

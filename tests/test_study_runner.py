@@ -1,5 +1,6 @@
-"""Study workers (mixlab.studies.runner): every grid point COMPLETE exactly once, with its
-curve, under parallel workers, dead workers, failing trials and SIGKILL + resume.
+"""Study workers (mixlab.studies.runner, worker, queue, liveness): every grid point COMPLETE
+exactly once, with its curve, under parallel workers, dead workers, failing trials and
+SIGKILL + resume.
 
 The cheap `quick_objective` stands in for the active-learning loop where a test is about
 the bookkeeping; `test_resume_after_sigkill` and `test_same_seed_gives_the_same_curve` run
@@ -19,11 +20,11 @@ from pathlib import Path
 
 import optuna
 import pytest
-from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
-from mixlab.studies import runner, storage
+from mixlab.studies import creation, liveness, runner, storage
 from mixlab.studies.spec import SpecError, load_spec
+from mixlab.studies.survey import SPARE_ATTR, SUPERSEDED_ATTR, point_key, survey
 
 # A real active-learning trial on digits of a few tenths of a second (one thread): long
 # enough to be killed in the middle of.
@@ -75,34 +76,41 @@ def read_trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
 
 
 def complete_per_point(trials) -> Counter:
-    return Counter(runner.point_key(t.params) for t in trials if t.state == TrialState.COMPLETE)
+    return Counter(point_key(t.params) for t in trials if t.state == TrialState.COMPLETE)
 
 
 def assert_each_point_complete_once(spec, trials) -> None:
-    points = {runner.point_key(p) for p in spec.grid_points()}
+    points = {point_key(p) for p in spec.grid_points()}
     done = complete_per_point(trials)
     assert set(done) == points, f"missing: {points - set(done)}"
     assert max(done.values()) == 1, f"completed twice: {[k for k, n in done.items() if n > 1]}"
 
 
 def worker_pid(trial) -> int | None:
-    return trial.system_attrs.get(runner.WORKER_ATTR, {}).get("pid")
+    return liveness.worker_of(trial).get("pid")
 
 
-def add_foreign_trial(spec, url, params, machine, pid, heartbeat, heartbeat_s) -> None:
-    """A RUNNING trial as another worker would have left it."""
+def not_spare(trials) -> list:
+    """The trials that are not spares (empty trials ask() made when the queue had emptied)."""
+    spares = [t for t in trials if SPARE_ATTR in t.user_attrs]
+    assert all(t.state == TrialState.FAIL and not t.params for t in spares)
+    return [t for t in trials if t not in spares]
+
+
+def claim_as_foreign_worker(spec, url, machine, pid, heartbeat, heartbeat_s) -> int:
+    """Claim the first queued trial as another worker would, and leave it RUNNING stamped
+    with that worker; returns its number."""
     store = storage.open_storage(url)
-    distributions = {axis: CategoricalDistribution(v) for axis, v in spec.axes.items()}
-    trial = optuna.trial.create_trial(
-        state=TrialState.RUNNING,
-        params=params,
-        distributions=distributions,
-        system_attrs={
-            runner.WORKER_ATTR: {"machine": machine, "pid": pid, "heartbeat_s": heartbeat_s},
-            runner.HEARTBEAT_ATTR: heartbeat,
-        },
-    )
-    store.create_new_trial(store.get_study_id_from_name(spec.name), template_trial=trial)
+    study = optuna.load_study(study_name=spec.name, storage=store)
+    trial = study.ask()
+    for axis, values in spec.axes.items():
+        trial.suggest_categorical(axis, values)
+    study_id = store.get_study_id_from_name(spec.name)
+    trial_id = store.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+    worker = {"machine": machine, "pid": pid, "heartbeat_s": heartbeat_s, "trial": trial.number}
+    store.set_trial_system_attr(trial_id, liveness.WORKER_ATTR, worker)
+    store.set_trial_system_attr(trial_id, liveness.HEARTBEAT_ATTR, heartbeat)
+    return trial.number
 
 
 def running_trials_of(proc: subprocess.Popen, url: str, name: str):
@@ -202,10 +210,54 @@ def test_parallel_workers_never_claim_a_point_twice(tmp_path, monkeypatch):
     monkeypatch.setenv("MIXLAB_TEST_TRIAL_S", "0.15")
     state = runner.run_study(settings(spec, url), workers=3)
     assert (state.complete, state.total) == (24, 24)
-    trials = read_trials(url, "tiny")
+    trials = not_spare(read_trials(url, "tiny"))
     assert len(trials) == 24  # no duplicate, not even one abandoned
     assert_each_point_complete_once(spec, trials)
     assert len({worker_pid(t) for t in trials}) >= 2, "the workers did not run in parallel"
+    # Each point was enqueued once, in grid order, and claimed from the queue.
+    assert [t.system_attrs["fixed_params"] for t in trials] == spec.grid_points()
+
+
+def test_a_point_queued_twice_is_completed_once(tmp_path):
+    # What a retry enqueued at the moment another worker enqueues the open points leaves.
+    spec = load_spec(write_spec(tmp_path))
+    url = str(tmp_path / "tiny.journal")
+    creation.prepare_study(spec, url)
+    study = optuna.load_study(study_name="tiny", storage=storage.open_storage(url))
+    point = spec.grid_points()[2]
+    study.enqueue_trial(point)
+    state = runner.run_study(settings(spec, url))
+    assert (state.complete, state.lost) == (8, 0)
+    trials = read_trials(url, "tiny")
+    assert_each_point_complete_once(spec, trials)
+    twice = [t for t in trials if t.params == point]
+    assert [t.state for t in twice] == [TrialState.COMPLETE, TrialState.FAIL]
+    assert twice[1].user_attrs[SUPERSEDED_ATTR] is True
+
+
+def test_a_trial_being_claimed_holds_its_point(tmp_path):
+    # Claimed, with the first of its params set: not an open point to enqueue again.
+    spec = load_spec(write_spec(tmp_path))
+    url = str(tmp_path / "tiny.journal")
+    creation.prepare_study(spec, url, n_trials=1)
+    study = optuna.load_study(study_name="tiny", storage=storage.open_storage(url))
+    study.ask().suggest_categorical("strategy", TINY_AXES["strategy"])
+    (trial,) = study.get_trials()
+    assert trial.state == TrialState.RUNNING and len(trial.params) == 1
+    state = survey(spec, 1, [trial])
+    assert (state.in_flight, state.open, state.waiting) == (1, 0, 0)
+
+
+def test_prepare_enqueues_each_point_once_and_completes_a_cut_queue(tmp_path):
+    spec = load_spec(write_spec(tmp_path))
+    url = str(tmp_path / "tiny.journal")
+    creation.prepare_study(spec, url, n_trials=3)  # a run of the first 3 points
+    assert len(read_trials(url, "tiny")) == 3
+    for _ in range(2):  # the full run, twice: the rest once
+        creation.prepare_study(spec, url)
+    trials = read_trials(url, "tiny")
+    assert [t.state for t in trials] == [TrialState.WAITING] * 8
+    assert [t.system_attrs["fixed_params"] for t in trials] == spec.grid_points()
 
 
 def test_failing_trial_is_recorded_and_retried_once(tmp_path):
@@ -247,33 +299,35 @@ def test_failing_trial_is_recorded_and_retried_once(tmp_path):
 def test_trial_of_a_killed_local_worker_is_run_again_at_once(tmp_path):
     spec = load_spec(write_spec(tmp_path))
     url = str(tmp_path / "tiny.journal")
-    runner.prepare_study(spec, url)
+    creation.prepare_study(spec, url)
     dead = subprocess.Popen(["true"])
     dead.wait()  # reaped: its pid names no process now
-    point = spec.grid_points()[0]
     # A fresh heartbeat and an hour's grace: only the dead process can tell.
-    add_foreign_trial(spec, url, point, runner.MACHINE, dead.pid, time.time(), 3600.0)
+    killed = claim_as_foreign_worker(spec, url, liveness.MACHINE, dead.pid, time.time(), 3600.0)
     state = runner.run_study(settings(spec, url))
     assert (state.complete, state.lost) == (8, 1)
     trials = read_trials(url, "tiny")
-    assert trials[0].state == TrialState.FAIL and "error" not in trials[0].user_attrs
+    assert trials[killed].state == TrialState.FAIL and "error" not in trials[killed].user_attrs
+    # Optuna's retry callback enqueued it again, naming the trial it retries.
+    (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == killed]
+    assert retry.state == TrialState.COMPLETE and retry.params == trials[killed].params
     assert_each_point_complete_once(spec, trials)
 
 
 def test_live_trial_of_another_machine_is_waited_for_until_its_heartbeat_stops(tmp_path):
     spec = load_spec(write_spec(tmp_path))
     url = str(tmp_path / "tiny.journal")
-    runner.prepare_study(spec, url)
-    point = spec.grid_points()[0]
+    creation.prepare_study(spec, url)
     beat, heartbeat_s = time.time(), 0.5
-    add_foreign_trial(spec, url, point, "elsewhere/boot", 1, beat, heartbeat_s)
+    foreign_number = claim_as_foreign_worker(spec, url, "elsewhere/boot", 1, beat, heartbeat_s)
     state = runner.run_study(settings(spec, url, heartbeat_s=0.1))
     assert (state.complete, state.lost) == (8, 1)
     trials = read_trials(url, "tiny")
-    foreign, rerun = trials[0], [t for t in trials if t.params == point][-1]
+    foreign = trials[foreign_number]
+    rerun = [t for t in trials if t.params == foreign.params][-1]
     assert foreign.state == TrialState.FAIL
     # Taken over only after its grace period, after every other point was done.
-    grace = runner.GRACE_BEATS * heartbeat_s
+    grace = liveness.GRACE_BEATS * heartbeat_s
     assert foreign.datetime_complete.timestamp() - beat >= grace
     assert rerun.state == TrialState.COMPLETE and rerun.number == len(trials) - 1
     assert_each_point_complete_once(spec, trials)
@@ -291,7 +345,7 @@ def test_tpe_study_samples_the_ranges_and_stops_at_n_trials(tmp_path):
     url = str(tmp_path / "tiny.journal")
     state = runner.run_study(settings(spec, url), workers=2)
     assert (state.complete, state.total) == (6, 6)
-    trials = read_trials(url, "tiny")
+    trials = not_spare(read_trials(url, "tiny"))
     assert len(trials) == 6
     for t in trials:
         assert 0.05 <= t.params["alpha"] <= 2.0
@@ -299,15 +353,15 @@ def test_tpe_study_samples_the_ranges_and_stops_at_n_trials(tmp_path):
         assert t.params["strategy"] in ("random", "entropy")
     # --n-trials raises the total; the study continues from where it is.
     state = runner.run_study(settings(spec, url, n_trials=8))
-    assert (state.complete, len(read_trials(url, "tiny"))) == (8, 8)
+    assert (state.complete, len(not_spare(read_trials(url, "tiny")))) == (8, 8)
 
 
 def test_changed_spec_under_the_same_name_is_refused(tmp_path):
     url = str(tmp_path / "tiny.journal")
-    runner.prepare_study(load_spec(write_spec(tmp_path)), url)
+    creation.prepare_study(load_spec(write_spec(tmp_path)), url)
     changed = load_spec(write_spec(tmp_path, axes={**TINY_AXES, "seed": [0, 1, 2]}))
     with pytest.raises(SpecError, match="different spec.*axes"):
-        runner.prepare_study(changed, url)
+        creation.prepare_study(changed, url)
 
 
 def test_same_seed_gives_the_same_curve(tmp_path):

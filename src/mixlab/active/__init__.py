@@ -4,7 +4,8 @@ from mixlab.active import ActiveLearningConfig, run_active_learning
 curve = run_active_learning(ActiveLearningConfig(alpha=0.2, strategy="entropy"))
 """
 
-from mixlab.active.loop import ActiveLearningConfig, LearningCurve, run_active_learning
+from mixlab.active.config import ActiveLearningConfig, LearningCurve
+from mixlab.active.loop import run_active_learning
 from mixlab.active.strategies import STRATEGIES
 
 __all__ = ["STRATEGIES", "ActiveLearningConfig", "LearningCurve", "run_active_learning"]

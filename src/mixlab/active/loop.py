@@ -1,4 +1,5 @@
-"""The active-learning loop with mixup (docs/design.md §8, contract C for mixlab.studies).
+"""The active-learning loop with mixup (docs/design.md §8, contract C for mixlab.studies;
+its config and curve: mixlab.active.config).
 
     seed set -> train -> score the pool on clean inputs -> query k -> add -> retrain ...
 
@@ -24,11 +25,8 @@ non-deterministic kernels of cuDNN and atomics.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import os
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -36,99 +34,14 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 import mixlab
-from mixlab.active.data import DATASETS, Dataset, load_dataset, train_size
+from mixlab.active.config import ActiveLearningConfig, LearningCurve, check_budget
+from mixlab.active.data import Dataset, load_dataset
 from mixlab.active.metrics import aulc, final_accuracy
-from mixlab.active.models import MODELS, Classifier, build_model
-from mixlab.active.strategies import STRATEGIES, log_probs, make_strategy
-from mixlab.validation import is_int, is_real
+from mixlab.active.models import Classifier, build_model
+from mixlab.active.strategies import log_probs, make_strategy
 
-MIXUP_MODES = ("batch", "augment")
 # Purposes of the generators derived from config.seed (never renumber: curves would change).
 _SEED_SET, _TRAIN, _QUERY, _AUGMENT = range(4)
-
-
-@dataclass
-class ActiveLearningConfig:
-    """One active-learning run. The defaults (digits, MLP, 5 rounds) take about 1 s on one
-    CPU core."""
-
-    dataset: str = "digits"
-    model: str = "mlp"
-    alpha: float = 0.2  # mixup's Beta(alpha, alpha); 0 = no mixup
-    initial_budget: int = 50
-    query_size: int = 25
-    rounds: int = 5
-    strategy: str = "entropy"
-    mixup_mode: str = "batch"
-    seed: int = 0
-    epochs: int = 30  # per round, over the labeled set (and its mixed copies)
-    batch_size: int = 32
-    lr: float = 3e-3  # AdamW
-    weight_decay: float = 5e-4
-    device: str = "cpu"
-    data_root: str | None = None  # folder of CIFAR-10's python batches (dataset cifar10)
-    mc_samples: int = 20  # BALD's MC-dropout samples
-    width: int = 128  # MLP hidden units; CNN channels (ResNet-18: its own)
-    dropout: float = 0.25
-    # torch's CPU threads during the run (restored after); 0 leaves torch's setting. One
-    # thread suits the small models (two threads on two busy cores ran 25x slower here) and
-    # lets study workers run one process per core.
-    cpu_threads: int = 1
-
-    def __post_init__(self):
-        if isinstance(self.data_root, os.PathLike):
-            self.data_root = os.fspath(self.data_root)  # stays JSON-able (trial user_attrs)
-
-    def validate(self) -> ActiveLearningConfig:
-        """Raise TypeError / ValueError naming the first bad field; return self."""
-        _choice("dataset", self.dataset, DATASETS)
-        _choice("model", self.model, MODELS)
-        _choice("strategy", self.strategy, tuple(STRATEGIES))
-        _choice("mixup_mode", self.mixup_mode, MIXUP_MODES)
-        _number("alpha", self.alpha, low=0.0)
-        _integer("initial_budget", self.initial_budget, 2, "a mixed batch needs two samples")
-        _integer("query_size", self.query_size, 1)
-        _integer("rounds", self.rounds, 0)
-        _integer("seed", self.seed, 0)
-        _integer("epochs", self.epochs, 1)
-        _integer("batch_size", self.batch_size, 2, "a mixed batch needs two samples")
-        _integer("mc_samples", self.mc_samples, 1)
-        _integer("width", self.width, 4)
-        _integer("cpu_threads", self.cpu_threads, 0)
-        _number("lr", self.lr, low=0.0, open_low=True)
-        _number("weight_decay", self.weight_decay, low=0.0)
-        _number("dropout", self.dropout, low=0.0, high=1.0)
-        if self.dropout == 1.0:
-            raise ValueError("dropout: must be < 1 (1 drops every unit)")
-        if not isinstance(self.device, str):
-            raise TypeError(f"device: expected a str such as 'cpu' or 'cuda', got {self.device!r}")
-        try:
-            device = torch.device(self.device)
-        except RuntimeError as err:
-            raise ValueError(f"device: {err}") from None
-        if device.type not in ("cpu", "cuda"):
-            raise ValueError(f"device: expected a cpu or cuda device, got {self.device!r}")
-        if self.data_root is not None and not isinstance(self.data_root, str):
-            raise TypeError(f"data_root: expected a folder path, got {self.data_root!r}")
-        if self.dataset == "cifar10" and self.data_root is None:
-            raise ValueError("data_root: dataset 'cifar10' is read from a local folder; set it")
-        _check_budget(self, train_size(self.dataset))
-        return self
-
-
-@dataclass
-class LearningCurve:
-    """Test accuracy and loss after the first training and after every round."""
-
-    labeled_sizes: list[int]
-    test_accuracy: list[float]
-    test_loss: list[float]
-    aulc: float
-    final_accuracy: float
-    wall_s: float
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 def run_active_learning(config: ActiveLearningConfig, progress: bool = False) -> LearningCurve:
@@ -151,7 +64,7 @@ def run_active_learning(config: ActiveLearningConfig, progress: bool = False) ->
 
 
 def _run(config, data: Dataset, device: torch.device, progress: bool) -> LearningCurve:
-    _check_budget(config, data.x_train.shape[0])
+    check_budget(config, data.x_train.shape[0])
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
     x_test, y_test = data.x_test.to(device), data.y_test.to(device)
     query = make_strategy(config.strategy, mc_samples=config.mc_samples)
@@ -286,43 +199,3 @@ class _forked_rng:
 
     def __exit__(self, *exc):
         return self._fork.__exit__(*exc)
-
-
-# ---- validation helpers -----------------------------------------------------------------------
-
-
-def _check_budget(config: ActiveLearningConfig, n_train: int | None) -> None:
-    if n_train is None:
-        return
-    needed = config.initial_budget + config.rounds * config.query_size
-    if config.initial_budget >= n_train:
-        raise ValueError(
-            f"initial_budget: {config.initial_budget} leaves no pool in the {n_train} training "
-            f"points of {config.dataset}"
-        )
-    if needed > n_train:
-        raise ValueError(
-            f"query_size: initial_budget + rounds * query_size = {needed} exceeds the {n_train} "
-            f"training points of {config.dataset}"
-        )
-
-
-def _choice(name: str, value, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name}: expected one of {allowed}, got {value!r}")
-
-
-def _integer(name: str, value, low: int, why: str = "") -> None:
-    if not is_int(value):
-        raise TypeError(f"{name}: expected an int, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name}: must be >= {low}{f' ({why})' if why else ''}, got {value}")
-
-
-def _number(name: str, value, low: float, high: float = math.inf, open_low: bool = False) -> None:
-    if not is_real(value):
-        raise TypeError(f"{name}: expected a number, got {value!r}")
-    if not math.isfinite(value) or value < low or value > high or (open_low and value == low):
-        bound = f"> {low}" if open_low else f">= {low}"
-        bound += f" and <= {high}" if high != math.inf else ""
-        raise ValueError(f"{name}: must be a finite number {bound}, got {value}")

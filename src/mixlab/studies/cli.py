@@ -10,7 +10,7 @@ import argparse
 import math
 import sys
 
-from mixlab.studies import runner, storage
+from mixlab.studies import liveness, runner, storage
 from mixlab.studies.spec import SpecError, check_runnable_here, describe, load_spec
 
 MAX_WORKERS = 256
@@ -36,9 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--heartbeat",
         type=float,
-        default=runner.DEFAULT_HEARTBEAT_S,
+        default=liveness.DEFAULT_HEARTBEAT_S,
         help="seconds between a worker's heartbeats; a trial silent for "
-        f"{runner.GRACE_BEATS} of them is taken as lost and run again",
+        f"{liveness.GRACE_BEATS} of them is taken as lost and run again",
     )
 
 
@@ -50,10 +50,10 @@ def check_options(args: argparse.Namespace) -> None:
     if args.workers > MAX_WORKERS:
         raise SystemExit(f"mixlab ablate: --workers: at most {MAX_WORKERS}, got {args.workers}")
     # nan would busy-loop the heartbeat, inf would stop it (a dead worker never seen lost).
-    if not (math.isfinite(args.heartbeat) and 0 < args.heartbeat <= runner.MAX_HEARTBEAT_S):
+    if not (math.isfinite(args.heartbeat) and 0 < args.heartbeat <= liveness.MAX_HEARTBEAT_S):
         raise SystemExit(
             f"mixlab ablate: --heartbeat: must be a number of seconds in "
-            f"(0, {runner.MAX_HEARTBEAT_S:g}], got {args.heartbeat}"
+            f"(0, {liveness.MAX_HEARTBEAT_S:g}], got {args.heartbeat}"
         )
 
 

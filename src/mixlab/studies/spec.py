@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mixlab.studies.spec_values import Range, check_choices, check_keys, check_range, check_value
 from mixlab.validation import is_int
 
 # The axes a study can sweep (docs/design.md §8) and their types, in grid order: the
@@ -51,7 +52,6 @@ OBJECTIVES = ("aulc", "final_accuracy")
 STUDY_KEYS = ("name", "description", "sampler", "objective", "n_trials")
 SETTING_KEYS = ("dataset", "model", "data_root", "device")
 TABLES = ("training", "axes")
-RANGE_KEYS = ("low", "high", "log", "step")
 # Study names become file names (reports/studies/NAME.journal).
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 # The most grid points a spec may describe: each is checked here, enqueued once as a
@@ -61,16 +61,6 @@ MAX_GRID_POINTS = 100_000
 
 class SpecError(ValueError):
     """A study spec that cannot be run; the message names the file and the key."""
-
-
-@dataclass(frozen=True)
-class Range:
-    """A TPE search range for a numeric axis (Optuna's suggest_float / suggest_int)."""
-
-    low: float
-    high: float
-    log: bool = False
-    step: float | None = None
 
 
 @dataclass(frozen=True)
@@ -152,7 +142,7 @@ def parse_spec(raw: dict[str, Any], path: str = "<spec>") -> StudySpec:
 
     config_fields = [f.name for f in dataclasses.fields(_config_class())]
     training_keys = [k for k in config_fields if k not in AXES and k not in SETTING_KEYS]
-    _check_keys(raw, (*STUDY_KEYS, *SETTING_KEYS, *TABLES), "", fail)
+    check_keys(raw, (*STUDY_KEYS, *SETTING_KEYS, *TABLES), "", fail)
 
     name = raw.get("name")
     if not isinstance(name, str) or not _NAME.fullmatch(name):
@@ -176,8 +166,8 @@ def parse_spec(raw: dict[str, Any], path: str = "<spec>") -> StudySpec:
     for table, value in (("training", training), ("axes", axes_table)):
         if not isinstance(value, dict):
             fail(f"{table}: must be a table ([{table}]), got {type(value).__name__}")
-    _check_keys(training, training_keys, "training.", fail)
-    _check_keys(axes_table, list(AXES), "axes.", fail)
+    check_keys(training, training_keys, "training.", fail)
+    check_keys(axes_table, list(AXES), "axes.", fail)
 
     fixed = {k: raw[k] for k in SETTING_KEYS if k in raw}
     fixed.update(training)
@@ -187,13 +177,13 @@ def parse_spec(raw: dict[str, Any], path: str = "<spec>") -> StudySpec:
             continue
         value = axes_table[axis]
         if isinstance(value, list):
-            axes[axis] = _check_choices(axis, kind, value, fail)
+            axes[axis] = check_choices(axis, kind, value, fail)
         elif isinstance(value, dict):
             if sampler == "grid":
                 fail(f"axes.{axis}: a range needs sampler = 'tpe'; the grid takes a list")
-            axes[axis] = _check_range(axis, kind, value, fail)
+            axes[axis] = check_range(axis, kind, value, fail)
         else:
-            fixed[axis] = _check_value(axis, kind, value, fail)
+            fixed[axis] = check_value(axis, kind, value, fail)
 
     size = math.prod(len(v) for v in axes.values() if isinstance(v, list))
     if sampler == "grid" and size > MAX_GRID_POINTS:
@@ -208,62 +198,9 @@ def parse_spec(raw: dict[str, Any], path: str = "<spec>") -> StudySpec:
 
 
 def _config_class():
-    from mixlab.active.loop import ActiveLearningConfig
+    from mixlab.active.config import ActiveLearningConfig
 
     return ActiveLearningConfig
-
-
-def _check_keys(table: dict, allowed, prefix: str, fail) -> None:
-    unknown = [k for k in table if k not in allowed]
-    if unknown:
-        fail(
-            f"unknown key{'s' if len(unknown) > 1 else ''} "
-            f"{', '.join(prefix + k for k in unknown)} (allowed: {', '.join(allowed)})"
-        )
-
-
-def _check_value(axis: str, kind: type, value, fail):
-    if kind is float and is_int(value):
-        return float(value)
-    if kind is float and isinstance(value, float) and not math.isfinite(value):
-        fail(f"axes.{axis}: expected finite numbers, got {value!r}")
-    if (kind is int and is_int(value)) or (kind is not int and isinstance(value, kind)):
-        return value
-    fail(f"axes.{axis}: expected {kind.__name__} values, got {value!r}")
-
-
-def _check_choices(axis: str, kind: type, values: list, fail) -> list:
-    if not values:
-        fail(f"axes.{axis}: empty list")
-    values = [_check_value(axis, kind, v, fail) for v in values]
-    repeated = sorted({v for v in values if values.count(v) > 1}, key=str)
-    if repeated:
-        fail(f"axes.{axis}: repeated values {repeated}")
-    return values
-
-
-def _check_range(axis: str, kind: type, table: dict, fail) -> Range:
-    if kind is str:
-        fail(f"axes.{axis}: takes a list of names, not a range")
-    _check_keys(table, RANGE_KEYS, f"axes.{axis}.", fail)
-    if "low" not in table or "high" not in table:
-        fail(f"axes.{axis}: a range needs low and high")
-    low, high = (_check_value(axis, kind, table[k], fail) for k in ("low", "high"))
-    log = table.get("log", False)
-    step = table.get("step")
-    if not isinstance(log, bool):
-        fail(f"axes.{axis}.log: expected true or false, got {log!r}")
-    if step is not None:
-        step = _check_value(axis, kind, step, fail)
-    if low > high:
-        fail(f"axes.{axis}: low ({low}) > high ({high})")
-    if log and low <= 0:
-        fail(f"axes.{axis}: log range needs low > 0, got {low}")
-    if log and step is not None:
-        fail(f"axes.{axis}: log and step cannot be combined")
-    if step is not None and step <= 0:
-        fail(f"axes.{axis}.step: must be > 0, got {step}")
-    return Range(low, high, log, step)
 
 
 def _product(axes: dict[str, list | Range]):

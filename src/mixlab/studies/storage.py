@@ -1,5 +1,5 @@
-"""Where a study lives: a storage URL, the Optuna storage behind it, and the lock that
-makes claiming a trial atomic across every worker sharing that storage.
+"""Where a study lives: a storage URL, the Optuna storage behind it, and the lock under which
+a study is created and its points enqueued, once, however many workers share the storage.
 
 URLs:
 - a file path (default: reports/studies/NAME.journal): Optuna's journal file. Chosen over
@@ -89,12 +89,16 @@ def mask_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
 
 
-def open_storage(url: str, create: bool = False):
+def open_storage(url: str, create: bool = False, heartbeat: dict | None = None):
     """The Optuna storage behind `url`. Unless `create`, a local file that does not exist
     is an error and a database gets no tables: reading a study leaves nothing behind.
+    `heartbeat`: RDBStorage's liveness arguments (liveness.rdb_heartbeat), for a worker; a
+    journal has none (mixlab.studies.liveness).
     Raises StorageURLError / StorageError (one line naming --storage), FileNotFoundError."""
     import optuna
     from optuna.storages.journal import JournalStorage
+
+    from mixlab.studies.liveness import quiet_experimental
 
     url = normalize_url(url)
     path = _local_file(url)
@@ -112,9 +116,13 @@ def open_storage(url: str, create: bool = False):
         # Optuna would create its version tables even for a reader, racing a worker that
         # creates the schema at the same moment.
         if create or path or _has_optuna_tables(url):
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs=_engine_kwargs(url), skip_table_creation=not create
-            )
+            with quiet_experimental():
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs=_engine_kwargs(url),
+                    skip_table_creation=not create,
+                    **(heartbeat or {}),
+                )
     except StorageError:
         raise
     except Exception as err:
@@ -167,7 +175,7 @@ def _local_file(url: str) -> Path | None:
 
 class FileLock:
     """An exclusive flock(2) on a side file. The kernel drops it when its holder dies, so a
-    worker SIGKILLed while holding it cannot block the others (Optuna's own journal locks
+    process SIGKILLed while holding it cannot block the others (Optuna's own journal locks
     are files that a dead holder leaves behind until a 30 s grace period forcibly breaks
     them). Works as a journal lock (acquire/release) and as a context manager."""
 
@@ -195,15 +203,16 @@ class FileLock:
 
 
 @contextmanager
-def claim_lock(url: str, study_name: str) -> Iterator[None]:
-    """Held while a worker reads the trials and creates the one it claims, so that no two
-    workers sharing `url` can claim the same grid point. A file lock next to a local
-    storage; a PostgreSQL session advisory lock on a server (released by the server when
-    the holder's connection drops, so a killed worker cannot keep it)."""
+def enqueue_lock(url: str, study_name: str) -> Iterator[None]:
+    """Held while a study is created or its open points enqueued (mixlab.studies.queue), so
+    that workers sharing `url` enqueue a point once. Claims need no lock (Optuna's ask()). A
+    file lock next to a local storage; a PostgreSQL session advisory lock on a server
+    (released by the server when the holder's connection drops, so a killed worker cannot
+    keep it)."""
     url = normalize_url(url)
     path = _local_file(url)
     if path is not None:
-        lock = FileLock(f"{path}.claim")
+        lock = FileLock(f"{path}.enqueue")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             lock.acquire()
