@@ -54,8 +54,8 @@ SETTING_KEYS = ("dataset", "model", "data_root", "device")
 TABLES = ("training", "axes")
 # Study names become file names (reports/studies/NAME.journal).
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-# The most grid points a spec may describe: each is checked here, enqueued once as a
-# WAITING trial, and held in memory by every worker.
+# The most grid points a spec may describe: a study ends with one trial per point, and
+# every survey of it reads all of its trials.
 MAX_GRID_POINTS = 100_000
 
 
