@@ -4,8 +4,10 @@
 
 Every implementation of mixlab.benchmarks.loss.IMPLEMENTATIONS at the sweep's (B, C)
 (mixlab.benchmarks.loss.DEFAULT_CASES), float32, on CUDA when there is one, else on the CPU.
-Each benchmark also measures the peak extra memory of one forward + backward
-(mixlab.benchmarks.memory) and keeps it in extra_info (and so in the saved JSON). At the end
+Each benchmark is measured as `mixlab bench` measures its loss part
+(mixlab.benchmarks.loss.measure_loss, over the core mixlab.benchmarks.measure), with
+pytest-benchmark as the timer (bench/conftest.py); extra_info (and so the saved JSON) holds
+its loss.csv row: frac_copy, and the peak extra memory of one forward + backward. At the end
 of the module one table prints time and memory of every implementation, and mixlab's ratios
 to the best peer, from this run.
 """
@@ -20,14 +22,14 @@ from mixlab.benchmarks.loss import (
     DEFAULT_CASES,
     IMPLEMENTATIONS,
     PEERS,
-    fwd_bwd_step,
     make_inputs,
+    measure_loss,
     unavailable_reason,
 )
-from mixlab.benchmarks.memory import peak_extra_bytes
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 CASES = DEFAULT_CASES
+ROUNDS = 10  # at most; the core's budget (loss.ROW_SECONDS) decides
 _RESULTS: list[dict] = []
 
 
@@ -54,37 +56,15 @@ def summary_table(request):
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}x{c[1]}")
 @pytest.mark.parametrize("impl", list(IMPLEMENTATIONS))
-def test_loss_fwd_bwd(benchmark, impl, case):
+def test_loss_fwd_bwd(benchmark, beside, impl, case):
     reason = unavailable_reason(impl, DEVICE)
     if reason is not None:
         pytest.skip(reason)
     batch, classes = case
     logits, y_a, y_b = make_inputs(batch, classes, torch.float32, DEVICE)
-    step = fwd_bwd_step(IMPLEMENTATIONS[impl][0](), logits, y_a, y_b)
-    step()  # compiles where there is something to compile
-    peak = peak_extra_bytes(step, DEVICE)
-    over_logits = peak / (logits.numel() * logits.element_size())
     benchmark.group = f"loss {batch}x{classes}"
-    benchmark.extra_info.update(peak_extra_mb=peak / 2**20, peak_extra_over_logits=over_logits)
-    if DEVICE.type == "cuda":
-        step = _synchronized(step)
-    benchmark.pedantic(step, rounds=10, warmup_rounds=2, iterations=1)
-    assert peak > 0  # the gradient at least was allocated, and seen
-    _RESULTS.append(
-        dict(
-            impl=impl,
-            batch=batch,
-            classes=classes,
-            median_ms=benchmark.stats.stats.median * 1e3,
-            peak_extra_mb=peak / 2**20,
-            peak_extra_over_logits=over_logits,
-        )
-    )
-
-
-def _synchronized(step):
-    def run():
-        step()
-        torch.cuda.synchronize()
-
-    return run
+    row = measure_loss(impl, logits, y_a, y_b, DEVICE, ROUNDS, beside)
+    benchmark.extra_info.update(row)
+    assert row["peak_extra_mb"] > 0  # the gradient at least was allocated, and seen
+    shown = ("median_ms", "frac_copy", "peak_extra_mb", "peak_extra_over_logits")
+    _RESULTS.append(dict(impl=impl, batch=batch, classes=classes, **{k: row[k] for k in shown}))

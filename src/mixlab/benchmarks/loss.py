@@ -13,7 +13,7 @@ against t = lam * onehot(y_a) + (1 - lam) * onehot(y_b), and its gradient w.r.t.
     mixlab-torch         mixlab.mixup_cross_entropy(..., backend="torch")   (CPU)
     mixlab-triton        mixlab.mixup_cross_entropy(..., backend="triton")  (CUDA)
 
-Time: mixlab.benchmarks.timing.measure_beside of one forward + backward, alternating with a
+Time: the measurement core (mixlab.benchmarks.measure) of one forward + backward, alternating with a
 copy of the logits (`y.copy_(logits)`), so that both see the same machine. gbps counts the
 three passes over the logits a fused loss needs (read in the forward; read, and write the
 gradient, in the backward) and frac_copy divides it by the copy's GB/s (2 x the logits'
@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import functools
 import math
-import time
 from collections.abc import Callable
 
 import pandas as pd
@@ -42,6 +41,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 import mixlab
+from mixlab.benchmarks.measure import Beside, Budget, rates, time_beside
 from mixlab.benchmarks.memory import peak_extra_bytes
 from mixlab.benchmarks.timing import measure_beside
 
@@ -143,21 +143,22 @@ def fwd_bwd_step(loss_fn: LossFn, logits, y_a, y_b, lam: float = LAM) -> Callabl
     return step
 
 
-def _measure_row(impl: str, logits, y_a, y_b, device, repeats: int) -> dict:
+def measure_loss(
+    impl: str, logits, y_a, y_b, device, repeats: int, beside: Beside = measure_beside
+) -> dict:
+    """One forward + backward of `impl`, through the measurement core (mixlab.benchmarks
+    .measure) and timed by `beside`: the numbers of its loss.csv row."""
+    device = torch.device(device)
     step = fwd_bwd_step(IMPLEMENTATIONS[impl][0](), logits, y_a, y_b)
-    step()  # compiles, builds, warms the caches
-    t0 = time.perf_counter()
-    step()
-    call_s = time.perf_counter() - t0
-    repeats = max(MIN_REPEATS, min(repeats, int(ROW_SECONDS / max(call_s, 1e-9))))
     copy = torch.empty_like(logits)
-    timing, copy_timing = measure_beside(
-        step, lambda: copy.copy_(logits), device, warmup=1, repeats=repeats
+    budget = Budget(ROW_SECONDS, MIN_REPEATS, max(MIN_REPEATS, repeats))
+    timing, copy_timing = time_beside(
+        step, lambda: copy.copy_(logits), device, budget, beside=beside
     )
     peak = peak_extra_bytes(step, device)
     logits_bytes = logits.numel() * logits.element_size()
-    gbps = 3 * logits_bytes / timing.median_s / 1e9
-    copy_gbps = 2 * logits_bytes / copy_timing.median_s / 1e9
+    # a fused loss reads the logits twice and writes the gradient once; a copy: 1 + 1
+    moved = rates(3 * logits_bytes, 2 * logits_bytes, logits.shape[0], timing, copy_timing)
     return dict(
         median_ms=timing.median_s * 1e3,
         q25_ms=timing.q25_s * 1e3,
@@ -165,9 +166,9 @@ def _measure_row(impl: str, logits, y_a, y_b, device, repeats: int) -> dict:
         peak_extra_mb=peak / 2**20,
         peak_extra_over_logits=peak / logits_bytes,
         status="ok",
-        gbps=gbps,
-        copy_gbps=copy_gbps,
-        frac_copy=gbps / copy_gbps,
+        gbps=moved["gbps"],
+        copy_gbps=moved["copy_gbps"],
+        frac_copy=moved["frac_copy"],
         rounds=timing.n,
         min_ms=min(timing.samples_s) * 1e3,
     )
@@ -203,7 +204,7 @@ def run_loss_bench(
             rows.append(row | dict.fromkeys(COLUMNS[5:], math.nan) | dict(status=reason))
             continue
         logits, y_a, y_b = make_inputs(batch, classes, dtype, device)
-        rows.append(row | _measure_row(impl, logits, y_a, y_b, device, repeats))
+        rows.append(row | measure_loss(impl, logits, y_a, y_b, device, repeats))
     frame = pd.DataFrame(rows, columns=COLUMNS)
     peers = frame[frame["impl"].isin(PEERS)].groupby(["batch", "classes", "dtype"])
     for stat, ratio in (("median_ms", "vs_best_peer"), ("min_ms", "vs_best_peer_min")):
