@@ -2,7 +2,7 @@
 
     pytest bench/test_loss_bench.py --benchmark-only [--benchmark-save=NAME]
 
-Every implementation of mixlab.benchmarks.loss.IMPLEMENTATIONS at the sweep's (B, C)
+Every implementation of mixlab.benchmarks.loss.PEERS at the sweep's (B, C)
 (mixlab.benchmarks.loss.DEFAULT_CASES), float32, on CUDA when there is one, else on the CPU.
 Each benchmark is measured as `mixlab bench` measures its loss part
 (mixlab.benchmarks.loss.measure_loss, over the core mixlab.benchmarks.measure), with
@@ -18,14 +18,7 @@ import pandas as pd
 import pytest
 import torch
 
-from mixlab.benchmarks.loss import (
-    DEFAULT_CASES,
-    IMPLEMENTATIONS,
-    PEERS,
-    make_inputs,
-    measure_loss,
-    unavailable_reason,
-)
+from mixlab.benchmarks.loss import DEFAULT_CASES, PEERS, make_inputs, measure_loss
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 CASES = DEFAULT_CASES
@@ -42,8 +35,8 @@ def summary_table(request):
     lines = [f"mixup loss, forward + backward, float32, on {DEVICE}", table.round(3).to_string()]
     for (batch, classes), case in table.groupby(level=["batch", "classes"]):
         case = case.droplevel(["batch", "classes"])
-        peers = case.loc[case.index.intersection(PEERS)]
-        for impl in case.index.intersection(["mixlab-torch", "mixlab-triton"]):
+        peers = case.loc[[impl for impl in case.index if not PEERS[impl].ours]]
+        for impl in [impl for impl in case.index if PEERS[impl].ours]:
             speedup = peers["median_ms"].min() / case.loc[impl, "median_ms"]
             lines.append(
                 f"({batch}, {classes}) {impl}: {speedup:.2f}x faster than the best peer, "
@@ -55,9 +48,9 @@ def summary_table(request):
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}x{c[1]}")
-@pytest.mark.parametrize("impl", list(IMPLEMENTATIONS))
+@pytest.mark.parametrize("impl", list(PEERS))
 def test_loss_fwd_bwd(benchmark, beside, impl, case):
-    reason = unavailable_reason(impl, DEVICE)
+    reason = PEERS[impl].requires(DEVICE)
     if reason is not None:
         pytest.skip(reason)
     batch, classes = case
