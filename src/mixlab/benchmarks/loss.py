@@ -120,7 +120,7 @@ PEERS: dict[str, LossPeer] = by_name(
         "dense_log_softmax", "-(t * log_softmax(z)).sum(-1).mean()", _ANY, lambda: dense_log_softmax
     ),
     LossPeer("ce_prob_target", "F.cross_entropy(z, t)", _ANY, lambda: ce_prob_target),
-    LossPeer("ce_pair", "lam * F.cross_entropy(z, y_a) + (1 - lam) * ...", _ANY, lambda: ce_pair),
+    LossPeer("ce_pair", "lam * CE(z, y_a) + (1 - lam) * CE(z, y_b)", _ANY, lambda: ce_pair),
     LossPeer(
         "compiled_dense",
         "torch.compile(dense_log_softmax)",
