@@ -8,11 +8,15 @@ Triton rows are for a CUDA machine (the interpreter is no timing).
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 
+from mixlab.benchmarks import provenance
 from mixlab.benchmarks.options import DTYPES, parse_sizes
 from mixlab.benchmarks.peers import Case, make_case
+from mixlab.benchmarks.timing import Timing
 
 DEFAULT_SIZES = "256x3x32x32,64x3x224x224"
 DEFAULT_DTYPES = "float32,bfloat16"
@@ -35,7 +39,7 @@ def pytest_generate_tests(metafunc):
     if "size" in metafunc.fixturenames:
         try:
             sizes = parse_sizes(config.getoption("--mix-sizes"))
-        except SystemExit as e:
+        except ValueError as e:
             raise pytest.UsageError(str(e).replace("--sizes", "--mix-sizes")) from None
         metafunc.parametrize("size", sizes, ids=[_label(s) for s in sizes], scope="module")
     if "dtype" in metafunc.fixturenames:
@@ -77,3 +81,50 @@ class Batches:
 @pytest.fixture(scope="session")
 def batches(bench_device) -> Batches:
     return Batches(bench_device)
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """pytest-benchmark's hook: its saved JSON carries the versions and resources that
+    `mixlab bench` records too (mixlab.benchmarks.provenance)."""
+    machine_info["mixlab"] = provenance.machine_info()
+
+
+def _synced(fn, device: torch.device):
+    if device.type != "cuda":
+        return fn
+    return lambda: (fn(), torch.cuda.synchronize(device))
+
+
+@pytest.fixture
+def beside(benchmark):
+    """The measurement core's timer (mixlab.benchmarks.measure.Beside) through
+    pytest-benchmark: its pedantic mode times the call (its table, --benchmark-save,
+    --benchmark-compare), and the copy runs, timed here, in the untimed setup before each
+    round, so the two still alternate. The call is timed here too, as the same samples
+    for the rates: pytest-benchmark has no public accessor of its samples. On CUDA each
+    call is synchronised (pytest-benchmark times wall clock)."""
+
+    def time_pair(call, copy, device, *, repeats, setup=None):
+        device = torch.device(device)
+        call, copy = _synced(call, device), _synced(copy, device)
+        call_s, copy_s = [], []
+
+        def before_round():
+            t0 = time.perf_counter()
+            copy()
+            copy_s.append(time.perf_counter() - t0)
+            if setup is not None:
+                setup()
+
+        def timed_call():
+            t0 = time.perf_counter()
+            call()
+            call_s.append(time.perf_counter() - t0)
+
+        benchmark.pedantic(timed_call, setup=before_round, rounds=repeats, warmup_rounds=1)
+        # the last `repeats` of each: the warm-up round is no sample (with
+        # --benchmark-disable pedantic calls once, and that one is all there is)
+        kept = min(repeats, len(call_s))
+        return Timing.from_samples(call_s[-kept:]), Timing.from_samples(copy_s[-kept:])
+
+    return time_pair

@@ -2,10 +2,12 @@
 
     pytest bench/test_loss_bench.py --benchmark-only [--benchmark-save=NAME]
 
-Every implementation of mixlab.benchmarks.loss.IMPLEMENTATIONS at the sweep's (B, C)
+Every implementation of mixlab.benchmarks.loss.PEERS at the sweep's (B, C)
 (mixlab.benchmarks.loss.DEFAULT_CASES), float32, on CUDA when there is one, else on the CPU.
-Each benchmark also measures the peak extra memory of one forward + backward
-(mixlab.benchmarks.memory) and keeps it in extra_info (and so in the saved JSON). At the end
+Each benchmark is measured as `mixlab bench` measures its loss part
+(mixlab.benchmarks.loss.measure_loss, over the core mixlab.benchmarks.measure), with
+pytest-benchmark as the timer (bench/conftest.py); extra_info (and so the saved JSON) holds
+its loss.csv row: frac_copy, and the peak extra memory of one forward + backward. At the end
 of the module one table prints time and memory of every implementation, and mixlab's ratios
 to the best peer, from this run.
 """
@@ -16,18 +18,11 @@ import pandas as pd
 import pytest
 import torch
 
-from mixlab.benchmarks.loss import (
-    DEFAULT_CASES,
-    IMPLEMENTATIONS,
-    PEERS,
-    fwd_bwd_step,
-    make_inputs,
-    unavailable_reason,
-)
-from mixlab.benchmarks.memory import peak_extra_bytes
+from mixlab.benchmarks.loss import DEFAULT_CASES, PEERS, make_inputs, measure_loss
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 CASES = DEFAULT_CASES
+ROUNDS = 10  # at most; the core's budget (loss.ROW_SECONDS) decides
 _RESULTS: list[dict] = []
 
 
@@ -40,8 +35,8 @@ def summary_table(request):
     lines = [f"mixup loss, forward + backward, float32, on {DEVICE}", table.round(3).to_string()]
     for (batch, classes), case in table.groupby(level=["batch", "classes"]):
         case = case.droplevel(["batch", "classes"])
-        peers = case.loc[case.index.intersection(PEERS)]
-        for impl in case.index.intersection(["mixlab-torch", "mixlab-triton"]):
+        peers = case.loc[[impl for impl in case.index if not PEERS[impl].ours]]
+        for impl in [impl for impl in case.index if PEERS[impl].ours]:
             speedup = peers["median_ms"].min() / case.loc[impl, "median_ms"]
             lines.append(
                 f"({batch}, {classes}) {impl}: {speedup:.2f}x faster than the best peer, "
@@ -53,38 +48,16 @@ def summary_table(request):
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}x{c[1]}")
-@pytest.mark.parametrize("impl", list(IMPLEMENTATIONS))
-def test_loss_fwd_bwd(benchmark, impl, case):
-    reason = unavailable_reason(impl, DEVICE)
+@pytest.mark.parametrize("impl", list(PEERS))
+def test_loss_fwd_bwd(benchmark, beside, impl, case):
+    reason = PEERS[impl].requires(DEVICE)
     if reason is not None:
         pytest.skip(reason)
     batch, classes = case
     logits, y_a, y_b = make_inputs(batch, classes, torch.float32, DEVICE)
-    step = fwd_bwd_step(IMPLEMENTATIONS[impl][0](), logits, y_a, y_b)
-    step()  # compiles where there is something to compile
-    peak = peak_extra_bytes(step, DEVICE)
-    over_logits = peak / (logits.numel() * logits.element_size())
     benchmark.group = f"loss {batch}x{classes}"
-    benchmark.extra_info.update(peak_extra_mb=peak / 2**20, peak_extra_over_logits=over_logits)
-    if DEVICE.type == "cuda":
-        step = _synchronized(step)
-    benchmark.pedantic(step, rounds=10, warmup_rounds=2, iterations=1)
-    assert peak > 0  # the gradient at least was allocated, and seen
-    _RESULTS.append(
-        dict(
-            impl=impl,
-            batch=batch,
-            classes=classes,
-            median_ms=benchmark.stats.stats.median * 1e3,
-            peak_extra_mb=peak / 2**20,
-            peak_extra_over_logits=over_logits,
-        )
-    )
-
-
-def _synchronized(step):
-    def run():
-        step()
-        torch.cuda.synchronize()
-
-    return run
+    row = measure_loss(impl, logits, y_a, y_b, DEVICE, ROUNDS, beside)
+    benchmark.extra_info.update(row)
+    assert row["peak_extra_mb"] > 0  # the gradient at least was allocated, and seen
+    shown = ("median_ms", "frac_copy", "peak_extra_mb", "peak_extra_over_logits")
+    _RESULTS.append(dict(impl=impl, batch=batch, classes=classes, **{k: row[k] for k in shown}))

@@ -3,63 +3,38 @@
     pytest bench/ --benchmark-only [--benchmark-save=NAME] [--benchmark-compare]
 
 Groups are one op at one size and dtype, so pytest-benchmark's table compares the peers
-side by side. Each benchmark then times the peer and `y.copy_(x)` of the same bytes in
-alternation and stores frac_copy (effective GB/s over copy GB/s) in extra_info: the
-number to compare across runs and machines. On CUDA each call is synchronised
-(pytest-benchmark times wall clock); `mixlab bench` uses triton.testing.do_bench there.
+side by side. Each benchmark is measured by the same core as `mixlab bench`
+(mixlab.benchmarks.measure: probe, rounds, the copy of the same bytes timed in
+alternation, GB/s and frac_copy), with pytest-benchmark as its timer (bench/conftest.py);
+extra_info holds the row `mixlab bench` writes to mixing.csv, so a saved JSON is also a
+baseline for `mixlab bench --compare`.
 """
 
 from __future__ import annotations
 
-import time
-
 import pytest
-import torch
 
-from mixlab.benchmarks.measure import rates
+from mixlab.benchmarks.measure import Budget, TooSlow, measure_mixing, row_keys
 from mixlab.benchmarks.peers import OPS, PEERS, copy_of
-from mixlab.benchmarks.timing import measure_beside
 
-ROUND_BUDGET_S = 0.5  # per benchmark; slow peers still get MIN_ROUNDS
-MIN_ROUNDS, MAX_ROUNDS = 3, 50
-
-
-def _synced(fn, device: torch.device):
-    if device.type != "cuda":
-        return fn
-    return lambda: (fn(), torch.cuda.synchronize(device))
+# Per benchmark: about half a second of timed calls; slow peers still get 3 rounds.
+BUDGET = Budget(seconds=0.5, min_rounds=3, max_rounds=50, max_call_s=5.0)
 
 
 @pytest.mark.parametrize("impl", list(PEERS))
 @pytest.mark.parametrize("op", OPS)
-def test_mixing(benchmark, batches, bench_device, op, impl, size, dtype):
+def test_mixing(benchmark, beside, batches, bench_device, op, impl, size, dtype):
     shape, batch = size
     peer = PEERS[impl]
     reason = peer.status(op, bench_device, batch)
     if reason:
         pytest.skip(reason)
     case = batches.get(size, dtype)
-    prepared = peer.build(op, case)
-    call = _synced(prepared.call, bench_device)
-
-    if prepared.setup:
-        prepared.setup()
-    t0 = time.perf_counter()
-    call()
-    first_s = time.perf_counter() - t0
-    rounds = max(MIN_ROUNDS, min(MAX_ROUNDS, int(ROUND_BUDGET_S / max(first_s, 1e-9))))
-    lam = prepared.applied()[1] if op == "cutmix" else 0.0
-
-    benchmark.group = (
-        f"{op} {batch}x{'x'.join(map(str, shape))} {str(dtype).removeprefix('torch.')}"
-    )
-    benchmark.extra_info.update(impl=impl, pairing=peer.pairing, device=bench_device.type)
-    benchmark.pedantic(call, setup=prepared.setup, rounds=rounds, warmup_rounds=1)
-
-    # frac_copy from the peer and the copy timed in alternation (as `mixlab bench` does):
-    # a copy timed after the benchmark would meet another load on a shared machine.
-    copy = _synced(copy_of(case.x), bench_device)
-    impl_t, copy_t = measure_beside(call, copy, "cpu", repeats=rounds, setup=prepared.setup)
-    benchmark.extra_info.update(
-        **rates(op, case.x, lam, impl_t, copy_t), copy_median_s=copy_t.median_s
-    )
+    keys = row_keys(peer, op, case, bench_device)
+    benchmark.group = f"{op} {batch}x{keys['shape']} {keys['dtype']}"
+    try:
+        measured = measure_mixing(peer, op, case, copy_of(case.x), bench_device, BUDGET, beside)
+    except TooSlow as e:
+        pytest.skip(f"not measured: {e}")
+    benchmark.extra_info.update(**keys, **measured.row, copy_median_s=measured.copy.median_s)
+    assert measured.row["frac_copy"] > 0

@@ -6,15 +6,22 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.metadata
 import json
 import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
 from mixlab import reference
-from mixlab.benchmarks import compare, options, sweep
+from mixlab.benchmarks import compare, measure, options, sweep
 from mixlab.benchmarks import loss as loss_bench
 from mixlab.benchmarks.peers import (
     NO_CUDA,
@@ -189,15 +196,23 @@ def test_sweep_writes_the_contract_files(tiny_run):
     assert meta["args"]["impls"] == TINY_IMPLS[1]
 
     doc = json.loads((out / "benchmark.json").read_text())
-    assert {"machine_info", "commit_info", "benchmarks"} <= set(doc)
-    assert len(doc["benchmarks"]) == len(ok)
-    bench = doc["benchmarks"][0]
-    for key in ("median", "iqr", "q1", "q3", "min", "max", "mean", "rounds"):
-        assert math.isfinite(bench["stats"][key])
-    assert bench["stats"]["rounds"] >= 3
-    assert bench["extra_info"]["frac_copy"] > 0
-    assert bench["params"]["impl"] in {"reference", "timm", "mixlab-torch"}
-    assert {r["impl"] for r in doc["not_measured"]} == {"mixlab-triton"}
+    assert (doc["format"], doc["format_version"]) == ("mixlab-bench", 1)
+    assert doc["meta"] == meta
+    rows = pd.DataFrame(doc["mixing"])  # mixing.csv's rows, in its order
+    text = [*compare.KEYS, "status", "reason", "pairing", "machine", "commit"]
+    assert rows[text].fillna("").equals(mixing[text].fillna(""))
+    assert rows["frac_copy"].to_numpy() == pytest.approx(mixing["frac_copy"], nan_ok=True)
+    for row in doc["mixing"]:
+        if row["status"] != "ok":
+            assert "samples_ms" not in row and row["median_ms"] is None
+            continue
+        assert len(row["samples_ms"]) == len(row["copy_samples_ms"]) == row["rounds"] >= 3
+        assert statistics.median(row["samples_ms"]) == pytest.approx(row["median_ms"])
+    assert pd.DataFrame(doc["loss"])["impl"].tolist() == ["stub"]
+    # --compare reads the JSON as it reads mixing.csv
+    from_json = compare.load_results(out / "benchmark.json")
+    assert from_json[compare.KEYS].equals(mixing[compare.KEYS])
+    assert from_json["frac_copy"].to_numpy() == pytest.approx(mixing["frac_copy"], nan_ok=True)
 
 
 def test_compare_fails_on_a_regression_and_only_then(tiny_run, tmp_path, capsys):
@@ -280,3 +295,54 @@ def test_bad_options_are_named_before_anything_is_written(tmp_path, option, valu
         sweep.run(_args("--out", str(out), option, value))
     assert option in str(err.value) and named in str(err.value)
     assert not out.exists()
+
+
+def test_the_pytest_benchmark_suite_measures_through_the_same_core(tmp_path):
+    """bench/ times with pytest-benchmark but measures through mixlab.benchmarks.measure:
+    its saved JSON holds mixing.csv's rows, which --compare reads as a baseline."""
+    saved = tmp_path / "bench.json"
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "pytest", "bench/test_mixing_bench.py", "-q"),
+            *("-p", "no:cacheprovider", "--benchmark-only", f"--benchmark-json={saved}"),
+            *("--mix-sizes", "4x3x8x8", "--mix-dtypes", "float32"),
+            *("-k", "reference or mixlab-torch"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[1],
+        # not as an xdist worker, as this test may run in one (pytest-benchmark would then
+        # disable itself)
+        env={k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")},
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    doc = json.loads(saved.read_text())
+    versions = doc["machine_info"]["mixlab"]["versions"]  # added through pytest-benchmark's hook
+    assert versions["torch"] == importlib.metadata.version("torch")
+    rows = compare.load_results(saved)
+    assert sorted(set(rows["impl"])) == ["mixlab-torch", "reference"]
+    assert set(rows["op"]) == set(OPS) and (rows["status"] == "ok").all()
+    assert (rows["rounds"] >= 3).all()
+    assert rows["frac_copy"].to_numpy() == pytest.approx(rows["gbps"] / rows["copy_gbps"])
+    x_bytes = 4 * 3 * 8 * 8 * 4
+    mix = rows[rows["op"] != "cutmix"]
+    assert mix["gbps"].to_numpy() == pytest.approx(2 * x_bytes / mix["median_ms"] / 1e6)
+    # the rates come from the very samples pytest-benchmark timed, not from a second run
+    for bench in doc["benchmarks"]:
+        assert bench["stats"]["rounds"] == bench["extra_info"]["rounds"]
+
+
+def test_the_probe_forgives_a_slow_first_call_and_the_budget_sets_the_rounds():
+    calls = []
+
+    def once_slow():  # a one-time cost on the first call (a compilation, a native build)
+        calls.append(None)
+        time.sleep(0.3 if len(calls) == 1 else 0.001)
+
+    cpu = torch.device("cpu")
+    assert measure.probe_s(once_slow, None, cpu, max_call_s=0.1) < 0.1
+    with pytest.raises(measure.TooSlow, match="over the --max-call-s budget of 1e-09 s"):
+        measure.probe_s(lambda: time.sleep(0.001), None, cpu, max_call_s=1e-9)
+    budget = measure.Budget(seconds=1.0, min_rounds=3, max_rounds=50)
+    assert [budget.rounds(s) for s in (10.0, 0.1, 1e-6)] == [3, 10, 50]

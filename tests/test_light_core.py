@@ -96,7 +96,7 @@ def _distribution(requirement: str) -> str:
     return re.split(r"[\[=<>~;! ]", requirement, maxsplit=1)[0].lower()
 
 
-IMPORT_NAMES = {"scikit-learn": "sklearn", "pytest-benchmark": "pytest_benchmark"}
+IMPORT_NAMES = {"scikit-learn": "sklearn"}
 
 
 @pytest.mark.parametrize("extra", ["bench", "ablate", "report"])

@@ -8,6 +8,42 @@ import torch
 
 from mixlab import reference
 from mixlab.benchmarks import loss as loss_bench
+from mixlab.benchmarks import peers as mixing_peers
+from mixlab.benchmarks.registry import CPU_ONLY, NO_CUDA, Implementation
+
+
+def test_both_registries_are_one_shape_and_keep_the_reported_names():
+    # the names appear in committed reports (loss.csv, mixing.csv)
+    assert list(loss_bench.PEERS) == [
+        "dense_log_softmax",
+        "ce_prob_target",
+        "ce_pair",
+        "compiled_dense",
+        "compiled_pair",
+        "mixlab-torch",
+        "mixlab-triton",
+    ]
+    for registry in (loss_bench.PEERS, mixing_peers.PEERS):
+        assert all(isinstance(p, Implementation) and p.name == n for n, p in registry.items())
+        ours = [name for name, peer in registry.items() if peer.ours]
+        assert ours == ["mixlab-torch", "mixlab-triton"]
+
+
+@pytest.mark.parametrize(
+    "impl, device, want",
+    [
+        ("ce_pair", "cpu", None),
+        ("ce_pair", "cuda", None),
+        ("mixlab-torch", "cpu", None),
+        ("mixlab-torch", "cuda", CPU_ONLY),
+        ("mixlab-triton", "cpu", NO_CUDA),
+        ("mixlab-triton", "cuda", None),
+    ],
+)
+def test_loss_peers_say_where_they_run(impl, device, want):
+    assert loss_bench.PEERS[impl].requires(torch.device(device)) == want
+    if want is not None:
+        assert want.startswith("not measured: ")  # the status text run_loss_bench writes
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
@@ -17,7 +53,7 @@ from mixlab.benchmarks import loss as loss_bench
 def test_every_implementation_does_the_references_work(impl, dtype):
     logits, y_a, y_b = loss_bench.make_inputs(6, 13, dtype, "cpu")
     tol = 1e-5 if dtype == torch.float32 else 2e-2
-    fn = loss_bench.IMPLEMENTATIONS[impl][0]()
+    fn = loss_bench.PEERS[impl].make_loss()
     results = []
     for loss_fn in (fn, lambda z, a, b, lam: reference.mixup_cross_entropy(z, a, b, lam)):
         z = logits.detach().clone().requires_grad_()
@@ -44,6 +80,7 @@ def test_sweep_columns_are_same_run_ratios(monkeypatch):
     assert ok["vs_best_peer_min"].to_numpy() == pytest.approx(ok["min_ms"] / best_min)
     assert (ok["min_ms"] <= ok["median_ms"]).all()
     assert (ok["rounds"] >= loss_bench.MIN_REPEATS).all()
+    assert rows.loc["mixlab-triton", "status"] == NO_CUDA
     table = loss_bench.targets_table(frame)
     assert len(table) == 1 and table.loc[0, "impl"] == "mixlab-torch"
     assert (

@@ -15,7 +15,7 @@ import sys
 
 # extra -> the modules it brings (import names) that mixlab imports
 EXTRAS = {
-    "bench": ("pandas", "tqdm", "pytest_benchmark", "timm", "torchvision"),
+    "bench": ("pandas", "tqdm", "timm", "torchvision"),
     "ablate": ("optuna", "sqlalchemy", "psycopg", "sklearn", "mlxtend", "tqdm", "torchvision"),
     "report": (
         "pandas",

@@ -1,59 +1,53 @@
-"""benchmark.json: a `mixlab bench` run in the layout of pytest-benchmark's JSON."""
+"""benchmark.json: a whole `mixlab bench` run in one file, in mixlab's own format.
+
+It is not pytest-benchmark's format (that one comes from `pytest bench/ --benchmark-json`,
+whose extra_info rows `mixlab bench --compare` reads as well). Layout, format version 1:
+
+    {"format": "mixlab-bench", "format_version": 1,
+     "meta":   the run's meta.json (machine, versions, commit, arguments),
+     "mixing": [one object per mixing.csv row (status and reason columns included), and
+                for a measured row "samples_ms" and "copy_samples_ms": every timed call of
+                the implementation and of the copy beside it, in order],
+     "loss":   [one object per loss.csv row]}
+
+Missing numbers (a row that was not measured) are null.
+"""
 
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import pandas as pd
-from pytest_benchmark.stats import Stats
 
-from mixlab.benchmarks import compare, provenance
-from mixlab.benchmarks.measure import RESULT_COLUMNS, Measured
-from mixlab.benchmarks.timing import Timing
+if TYPE_CHECKING:
+    from mixlab.benchmarks.measure import Measured
 
-
-def _stats(timing: Timing) -> dict:
-    stats = Stats()
-    for s in timing.samples_s:
-        stats.update(s)
-    return {**stats.as_dict(), "iterations": 1}
+FORMAT, FORMAT_VERSION = "mixlab-bench", 1
 
 
-def benchmark_json(results: list[Measured], loss: pd.DataFrame, args: dict) -> dict:
-    """The run in pytest-benchmark's JSON layout (one benchmark per measured row); rows
-    that were not measured are listed with their status under "not_measured"."""
-    benchmarks, not_measured = [], []
-    for m in results:
-        r = m.row
-        params = {k: r[k] for k in compare.KEYS}
-        param = "-".join(str(r[k]) for k in ("impl", "shape", "batch", "dtype", "device"))
-        name = f"{r['op']}[{param}]"
-        group = f"{r['op']} {r['batch']}x{r['shape']} {r['dtype']} {r['device']}"
-        if m.impl is None:
-            not_measured.append({"name": name, "group": group, "params": params, **r})
-            continue
-        benchmarks.append(
-            {
-                "group": group,
-                "name": name,
-                "fullname": f"mixlab bench::{name}",
-                "params": params,
-                "param": param,
-                "extra_info": {k: r[k] for k in (*RESULT_COLUMNS, "machine")}
-                | {"copy_median_s": m.copy.median_s},
-                "options": {
-                    "timer": "cuda events (do_bench)" if r["device"] == "cuda" else "perf_counter"
-                },
-                "stats": _stats(m.impl),
-            }
-        )
+def _records(frame: pd.DataFrame) -> list[dict]:
+    # NaN -> null, numpy -> Python; 15 digits, the most to_json writes (its default is 10)
+    return json.loads(frame.to_json(orient="records", double_precision=15))
+
+
+def benchmark_json(
+    results: list[Measured], mixing: pd.DataFrame, loss: pd.DataFrame, meta: dict
+) -> dict:
+    """The run: `mixing` holds the rows of `results` in order (as mixing.csv has them)."""
+    rows = _records(mixing)
+    for row, m in zip(rows, results, strict=True):
+        if m.impl is not None:
+            row["samples_ms"] = [s * 1e3 for s in m.impl.samples_s]
+            row["copy_samples_ms"] = [s * 1e3 for s in m.copy.samples_s]
     return {
-        "machine_info": provenance.machine_info(),
-        "commit_info": provenance.commit_info(),
-        "benchmarks": benchmarks,
-        "not_measured": not_measured,
-        "loss": json.loads(loss.to_json(orient="records")),
-        "datetime": pd.Timestamp.now(tz="UTC").isoformat(),
-        "version": provenance.machine_info()["versions"].get("mixlab"),
-        "args": args,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "meta": meta,
+        "mixing": rows,
+        "loss": _records(loss),
     }
+
+
+def is_benchmark_json(doc) -> bool:
+    return isinstance(doc, dict) and doc.get("format") == FORMAT

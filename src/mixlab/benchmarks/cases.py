@@ -1,5 +1,6 @@
 """What every mixing peer (mixlab.benchmarks.peers) works on: one random batch (`Case`), a
-peer built for it (`Prepared`), a peer itself (`Peer`), and the copy it is judged by."""
+peer built for it (`Prepared`), a peer itself (`Peer`, a registry.Implementation), and the
+copy it is judged by."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from dataclasses import dataclass
 
 import torch
 
+from mixlab.benchmarks.registry import Implementation
 from mixlab.permutations import make_permutation
 
 OPS = ("mix", "mix_elem", "cutmix")
-NO_CUDA = "not measured: no CUDA device"
 # Seed that stochastic peers are reset to before every call (same lambda, same box).
 PEER_SEED = 1234
 MIX_LAM = 0.3
@@ -82,12 +83,10 @@ class Prepared:
 
 
 @dataclass(frozen=True)
-class Peer:
-    name: str
-    description: str
+class Peer(Implementation):
+    """A mixing implementation: what the mixing sweep needs beyond the registry entry."""
+
     pairing: str  # the permutation it mixes with: "random" (given), "flip", "roll"
-    # None when the peer can run on the device, else why not (a status string).
-    requires: Callable[[torch.device], str | None]
     # None when the peer supports (op, batch), else why not.
     supports: Callable[[str, int], str | None]
     build: Callable[[str, Case], Prepared]

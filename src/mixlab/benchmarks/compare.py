@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from mixlab.benchmarks import benchmark_json
+
 KEYS = ["op", "impl", "shape", "batch", "dtype", "device"]
 
 
 def load_results(path: str | Path) -> pd.DataFrame:
-    """Mixing rows of a saved run: a `mixlab bench` folder, its mixing.csv, or its
-    benchmark.json."""
+    """Mixing rows of a saved run: a `mixlab bench` folder, its mixing.csv or its
+    benchmark.json, or the JSON of `pytest bench/ --benchmark-json=FILE`."""
     path = Path(path)
     if path.is_dir():
         path = path / "mixing.csv"
@@ -37,11 +39,24 @@ def load_results(path: str | Path) -> pd.DataFrame:
 
 
 def _json_rows(path: Path) -> pd.DataFrame:
-    """The benchmarks of a benchmark.json: each {"params": {...}, "extra_info": {...}}."""
+    """The mixing rows of a `mixlab bench` benchmark.json (mixlab.benchmarks.benchmark_json),
+    or of a pytest-benchmark JSON of bench/ (each mixing benchmark's extra_info is its row)."""
     doc = json.loads(path.read_text())
+    if benchmark_json.is_benchmark_json(doc):
+        version = doc.get("format_version")
+        if version != benchmark_json.FORMAT_VERSION or not isinstance(doc.get("mixing"), list):
+            raise ValueError(
+                f"--compare: {path}: a {benchmark_json.FORMAT} file of format_version "
+                f'{version!r} with no readable "mixing" list (this mixlab reads version '
+                f"{benchmark_json.FORMAT_VERSION})"
+            )
+        return pd.DataFrame(doc["mixing"])
     benchmarks = doc.get("benchmarks", []) if isinstance(doc, dict) else None
     if not isinstance(benchmarks, list):
-        raise ValueError(f'--compare: {path} is not a benchmark.json (no "benchmarks" list)')
+        raise ValueError(
+            f"--compare: {path} is neither a `mixlab bench` benchmark.json nor a "
+            'pytest-benchmark JSON (no "benchmarks" list)'
+        )
     rows = []
     for i, bench in enumerate(benchmarks):
         bench = bench if isinstance(bench, dict) else {}
@@ -50,7 +65,8 @@ def _json_rows(path: Path) -> pd.DataFrame:
             raise ValueError(
                 f'--compare: {path}: benchmarks[{i}] needs "params" and "extra_info" objects'
             )
-        rows.append({**parts[0], **parts[1]})
+        if all(k in parts[1] for k in KEYS):  # a mixing benchmark (not one of the loss)
+            rows.append({**parts[0], **parts[1]})
     return pd.DataFrame(rows)
 
 

@@ -13,13 +13,14 @@ against t = lam * onehot(y_a) + (1 - lam) * onehot(y_b), and its gradient w.r.t.
     mixlab-torch         mixlab.mixup_cross_entropy(..., backend="torch")   (CPU)
     mixlab-triton        mixlab.mixup_cross_entropy(..., backend="triton")  (CUDA)
 
-Time: mixlab.benchmarks.timing.measure_beside of one forward + backward, alternating with a
+Time: the measurement core (mixlab.benchmarks.measure) of one forward + backward, alternating with a
 copy of the logits (`y.copy_(logits)`), so that both see the same machine. gbps counts the
 three passes over the logits a fused loss needs (read in the forward; read, and write the
 gradient, in the backward) and frac_copy divides it by the copy's GB/s (2 x the logits'
 bytes): the share of the reachable bandwidth. vs_best_peer is the median time over the best
-peer's (PEERS) at the same (B, C) and dtype, in the same run; vs_best_peer_min the same for
-the fastest call of each, the estimate least disturbed by other work on a shared machine.
+peer's (the fastest entry of PEERS that is not mixlab's own) at the same (B, C) and dtype,
+in the same run; vs_best_peer_min the same for the fastest call of each, the estimate least
+disturbed by other work on a shared machine.
 Peak extra memory: mixlab.benchmarks.memory.peak_extra_bytes of one forward + backward (it
 includes the gradient, B x C in the logits' dtype, which every implementation must produce),
 also as a multiple of the logits' size.
@@ -33,8 +34,8 @@ from __future__ import annotations
 
 import functools
 import math
-import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import pandas as pd
 import torch
@@ -42,7 +43,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 import mixlab
+from mixlab.benchmarks.measure import Beside, Budget, rates, time_beside
 from mixlab.benchmarks.memory import peak_extra_bytes
+from mixlab.benchmarks.registry import Implementation, by_name, is_ours, runs_on
 from mixlab.benchmarks.timing import measure_beside
 
 COLUMNS = [
@@ -67,8 +70,6 @@ COLUMNS = [
 ]
 # From host-bound (64, 10) to a 128k vocabulary.
 DEFAULT_CASES = [(64, 10), (256, 1000), (1024, 1000), (256, 32000), (64, 128000)]
-# What mixlab is measured against: every implementation that is not mixlab's.
-PEERS = ["dense_log_softmax", "ce_prob_target", "ce_pair", "compiled_dense", "compiled_pair"]
 ROW_SECONDS = 0.6  # time per row: slow peers get fewer calls (at least MIN_REPEATS)
 MIN_REPEATS = 5
 LAM = 0.3  # a per-batch lam, as mixup samples it; its value does not change the work
@@ -106,23 +107,42 @@ def _compiled(fn: LossFn) -> LossFn:
     return torch.compile(fn)
 
 
-# name -> (factory of the loss function, device types it runs on)
-IMPLEMENTATIONS: dict[str, tuple[Callable[[], LossFn], tuple[str, ...]]] = {
-    "dense_log_softmax": (lambda: dense_log_softmax, ("cpu", "cuda")),
-    "ce_prob_target": (lambda: ce_prob_target, ("cpu", "cuda")),
-    "ce_pair": (lambda: ce_pair, ("cpu", "cuda")),
-    "compiled_dense": (lambda: _compiled(dense_log_softmax), ("cpu", "cuda")),
-    "compiled_pair": (lambda: _compiled(ce_pair), ("cpu", "cuda")),
-    "mixlab-torch": (lambda: _mixlab("torch"), ("cpu",)),
-    "mixlab-triton": (lambda: _mixlab("triton"), ("cuda",)),
-}
+@dataclass(frozen=True)
+class LossPeer(Implementation):
+    """A loss implementation: what the loss sweep needs beyond the registry entry."""
+
+    make_loss: Callable[[], LossFn]  # the loss function to time, built once per row
 
 
-def unavailable_reason(impl: str, device: torch.device) -> str | None:
-    """None when `impl` runs on `device`, else the status to print instead of a number."""
-    if device.type not in IMPLEMENTATIONS[impl][1]:
-        return "not measured: no CUDA device" if device.type != "cuda" else "not measured: CPU only"
-    return None
+_ANY = runs_on("cpu", "cuda")
+PEERS: dict[str, LossPeer] = by_name(
+    LossPeer(
+        "dense_log_softmax", "-(t * log_softmax(z)).sum(-1).mean()", _ANY, lambda: dense_log_softmax
+    ),
+    LossPeer("ce_prob_target", "F.cross_entropy(z, t)", _ANY, lambda: ce_prob_target),
+    LossPeer("ce_pair", "lam * CE(z, y_a) + (1 - lam) * CE(z, y_b)", _ANY, lambda: ce_pair),
+    LossPeer(
+        "compiled_dense",
+        "torch.compile(dense_log_softmax)",
+        _ANY,
+        lambda: _compiled(dense_log_softmax),
+    ),
+    LossPeer("compiled_pair", "torch.compile(ce_pair)", _ANY, lambda: _compiled(ce_pair)),
+    LossPeer(
+        "mixlab-torch",
+        'mixup_cross_entropy, backend="torch"',
+        runs_on("cpu"),
+        lambda: _mixlab("torch"),
+    ),
+    LossPeer(
+        "mixlab-triton",
+        'mixup_cross_entropy, backend="triton"',
+        runs_on("cuda"),
+        lambda: _mixlab("triton"),
+    ),
+)
+# What mixlab is measured against: every implementation that is not mixlab's own.
+_THEIRS = [name for name, peer in PEERS.items() if not peer.ours]
 
 
 def make_inputs(batch: int, classes: int, dtype: torch.dtype, device, seed: int = 0):
@@ -143,21 +163,22 @@ def fwd_bwd_step(loss_fn: LossFn, logits, y_a, y_b, lam: float = LAM) -> Callabl
     return step
 
 
-def _measure_row(impl: str, logits, y_a, y_b, device, repeats: int) -> dict:
-    step = fwd_bwd_step(IMPLEMENTATIONS[impl][0](), logits, y_a, y_b)
-    step()  # compiles, builds, warms the caches
-    t0 = time.perf_counter()
-    step()
-    call_s = time.perf_counter() - t0
-    repeats = max(MIN_REPEATS, min(repeats, int(ROW_SECONDS / max(call_s, 1e-9))))
+def measure_loss(
+    impl: str, logits, y_a, y_b, device, repeats: int, beside: Beside = measure_beside
+) -> dict:
+    """One forward + backward of `impl`, through the measurement core (mixlab.benchmarks
+    .measure) and timed by `beside`: the numbers of its loss.csv row."""
+    device = torch.device(device)
+    step = fwd_bwd_step(PEERS[impl].make_loss(), logits, y_a, y_b)
     copy = torch.empty_like(logits)
-    timing, copy_timing = measure_beside(
-        step, lambda: copy.copy_(logits), device, warmup=1, repeats=repeats
+    budget = Budget(ROW_SECONDS, MIN_REPEATS, max(MIN_REPEATS, repeats))
+    timing, copy_timing = time_beside(
+        step, lambda: copy.copy_(logits), device, budget, beside=beside
     )
     peak = peak_extra_bytes(step, device)
     logits_bytes = logits.numel() * logits.element_size()
-    gbps = 3 * logits_bytes / timing.median_s / 1e9
-    copy_gbps = 2 * logits_bytes / copy_timing.median_s / 1e9
+    # a fused loss reads the logits twice and writes the gradient once; a copy: 1 + 1
+    moved = rates(3 * logits_bytes, 2 * logits_bytes, logits.shape[0], timing, copy_timing)
     return dict(
         median_ms=timing.median_s * 1e3,
         q25_ms=timing.q25_s * 1e3,
@@ -165,9 +186,9 @@ def _measure_row(impl: str, logits, y_a, y_b, device, repeats: int) -> dict:
         peak_extra_mb=peak / 2**20,
         peak_extra_over_logits=peak / logits_bytes,
         status="ok",
-        gbps=gbps,
-        copy_gbps=copy_gbps,
-        frac_copy=gbps / copy_gbps,
+        gbps=moved["gbps"],
+        copy_gbps=moved["copy_gbps"],
+        frac_copy=moved["frac_copy"],
         rounds=timing.n,
         min_ms=min(timing.samples_s) * 1e3,
     )
@@ -184,10 +205,10 @@ def run_loss_bench(
     """Time, bandwidth and peak extra memory of each implementation (default: all) at every
     (B, C) x dtype: the rows of loss.csv."""
     device = torch.device(device)
-    impls = list(IMPLEMENTATIONS) if impls is None else impls
-    unknown = sorted(set(impls) - set(IMPLEMENTATIONS))
+    impls = list(PEERS) if impls is None else impls
+    unknown = sorted(set(impls) - set(PEERS))
     if unknown:
-        raise ValueError(f"impls: unknown {unknown}; known: {list(IMPLEMENTATIONS)}")
+        raise ValueError(f"impls: unknown {unknown}; known: {list(PEERS)}")
     grid = [(impl, case, dtype) for case in cases for dtype in dtypes for impl in impls]
     rows = []
     for impl, (batch, classes), dtype in tqdm(grid, desc="loss bench", disable=not progress):
@@ -198,14 +219,14 @@ def run_loss_bench(
             dtype=str(dtype).removeprefix("torch."),
             device=device.type,
         )
-        reason = unavailable_reason(impl, device)
+        reason = PEERS[impl].requires(device)
         if reason is not None:
             rows.append(row | dict.fromkeys(COLUMNS[5:], math.nan) | dict(status=reason))
             continue
         logits, y_a, y_b = make_inputs(batch, classes, dtype, device)
-        rows.append(row | _measure_row(impl, logits, y_a, y_b, device, repeats))
+        rows.append(row | measure_loss(impl, logits, y_a, y_b, device, repeats))
     frame = pd.DataFrame(rows, columns=COLUMNS)
-    peers = frame[frame["impl"].isin(PEERS)].groupby(["batch", "classes", "dtype"])
+    peers = frame[frame["impl"].isin(_THEIRS)].groupby(["batch", "classes", "dtype"])
     for stat, ratio in (("median_ms", "vs_best_peer"), ("min_ms", "vs_best_peer_min")):
         best = peers[stat].min().rename("best")
         frame[ratio] = frame[stat] / frame.join(best, on=best.index.names)["best"]
@@ -218,10 +239,10 @@ def targets_table(frame: pd.DataFrame) -> pd.DataFrame:
     >= 0.5 of copy where C >= 1000, <= 1.05 x the logits)."""
     ok = frame[frame["status"] == "ok"]
     keys = ["batch", "classes", "dtype"]
-    peers = ok[ok["impl"].isin(PEERS)]
+    peers = ok[ok["impl"].isin(_THEIRS)]
     best = peers.loc[peers.groupby(keys)["median_ms"].idxmin(), [*keys, "impl", "median_ms"]]
     best = best.rename(columns={"impl": "best_peer", "median_ms": "best_peer_ms"})
-    ours = ok[ok["impl"].str.startswith("mixlab")]
+    ours = ok[ok["impl"].map(is_ours)]
     columns = [
         "median_ms",
         "vs_best_peer",

@@ -37,7 +37,6 @@ DTYPES = {
 }
 # Loss cases (B, C) of --quick; the full sweep uses mixlab.benchmarks.loss.DEFAULT_CASES.
 QUICK_LOSS_CASES = [(256, 1000)]
-# What a row measured, beyond its timing: also each benchmark's extra_info in the JSON.
 DEFAULT_OUT = "reports/bench/latest"
 # Buffers of x's size a row holds at once: the fp32 batch it is drawn in, x, its pristine
 # copy, the copy's destination and a peer's out-of-place result.

@@ -32,7 +32,6 @@ from mixlab.backends import resolve, triton_interpreter_enabled
 from mixlab.benchmarks.cases import (
     CUTMIX_AREA,
     MIX_LAM,
-    NO_CUDA,
     OPS,
     PEER_SEED,
     Box,
@@ -45,8 +44,10 @@ from mixlab.benchmarks.cases import (
     make_case,
 )
 from mixlab.benchmarks.peers_library import build_timm, build_torchvision
+from mixlab.benchmarks.registry import NO_CUDA, by_name
 
-# The case types live in mixlab.benchmarks.cases; importers of this module still find them.
+# The case types live in mixlab.benchmarks.cases and NO_CUDA in mixlab.benchmarks.registry;
+# importers of this module still find them.
 __all__ = [
     "PEERS",
     "OPS",
@@ -208,56 +209,53 @@ def _mixlab_supports(op: str, batch: int) -> str | None:
     return None
 
 
-PEERS: dict[str, Peer] = {
-    p.name: p
-    for p in (
-        Peer(
-            "reference",
-            "source documents: lam*x + (1-lam)*x[index], written back",
-            "random",
-            _anywhere,
-            _all_ops,
-            _build_function(_REFERENCE_OPS.__getitem__),
-        ),
-        Peer(
-            "timm",
-            "timm.data.Mixup (in place, flip)",
-            "flip",
-            _needs("timm.data", "timm"),
-            _timm_supports,
-            build_timm,
-        ),
-        Peer(
-            "torchvision",
-            "torchvision.transforms.v2 MixUp/CutMix (out of place, roll)",
-            "roll",
-            _needs("torchvision.transforms.v2", "torchvision"),
-            _torchvision_supports,
-            build_torchvision,
-        ),
-        Peer(
-            "compile",
-            "torch.compile of the reference (dynamic shapes)",
-            "random",
-            _anywhere,
-            _all_ops,
-            _build_compile,
-        ),
-        Peer(
-            "mixlab-torch",
-            'mixlab.mix_ / cutmix_, backend="torch"',
-            "random",
-            _mixlab_requires("torch"),
-            _mixlab_supports,
-            _build_mixlab("torch"),
-        ),
-        Peer(
-            "mixlab-triton",
-            'mixlab.mix_ / cutmix_, backend="triton" (CUDA)',
-            "random",
-            _mixlab_requires("triton"),
-            _mixlab_supports,
-            _build_mixlab("triton"),
-        ),
-    )
-}
+PEERS: dict[str, Peer] = by_name(
+    Peer(
+        name="reference",
+        description="source documents: lam*x + (1-lam)*x[index], written back",
+        requires=_anywhere,
+        pairing="random",
+        supports=_all_ops,
+        build=_build_function(_REFERENCE_OPS.__getitem__),
+    ),
+    Peer(
+        name="timm",
+        description="timm.data.Mixup (in place, flip)",
+        requires=_needs("timm.data", "timm"),
+        pairing="flip",
+        supports=_timm_supports,
+        build=build_timm,
+    ),
+    Peer(
+        name="torchvision",
+        description="torchvision.transforms.v2 MixUp/CutMix (out of place, roll)",
+        requires=_needs("torchvision.transforms.v2", "torchvision"),
+        pairing="roll",
+        supports=_torchvision_supports,
+        build=build_torchvision,
+    ),
+    Peer(
+        name="compile",
+        description="torch.compile of the reference (dynamic shapes)",
+        requires=_anywhere,
+        pairing="random",
+        supports=_all_ops,
+        build=_build_compile,
+    ),
+    Peer(
+        name="mixlab-torch",
+        description='mixlab.mix_ / cutmix_, backend="torch"',
+        requires=_mixlab_requires("torch"),
+        pairing="random",
+        supports=_mixlab_supports,
+        build=_build_mixlab("torch"),
+    ),
+    Peer(
+        name="mixlab-triton",
+        description='mixlab.mix_ / cutmix_, backend="triton" (CUDA)',
+        requires=_mixlab_requires("triton"),
+        pairing="random",
+        supports=_mixlab_supports,
+        build=_build_mixlab("triton"),
+    ),
+)

@@ -1,9 +1,9 @@
 """Where and with what a benchmark ran: machine, versions, commit.
 
-The machine and commit records are pytest-benchmark's own (so `mixlab bench` JSON reads
-like a `pytest --benchmark-save` file), extended with the versions that decide the
-numbers here: torch, triton, timm, torchvision, mixlab, the CUDA device and the thread
-count.
+mixlab's own record, read from the standard library and git (a core without the [bench]
+extra still has it): the machine, the versions that decide the numbers here (torch,
+triton, timm, torchvision, mixlab), the CUDA device and the thread count. bench/conftest.py
+adds the same to pytest-benchmark's machine_info through its public hook.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import os
+import platform
+import subprocess
 from datetime import UTC, datetime
+from pathlib import Path
 
 import torch
-from pytest_benchmark.plugin import pytest_benchmark_generate_machine_info
-from pytest_benchmark.utils import get_commit_info
 
 _PACKAGES = ("mixlab", "torch", "triton", "timm", "torchvision", "numpy")
 
@@ -27,17 +28,35 @@ def _version(package: str) -> str | None:
         return None
 
 
+def _cpu_model() -> str | None:
+    """The CPU's model name (Linux: /proc/cpuinfo; elsewhere what platform knows)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 @functools.cache
 def _fixed_machine_info() -> dict:
-    info = pytest_benchmark_generate_machine_info()  # reads the CPU model: slow, once
-    info["versions"] = {p: _version(p) for p in _PACKAGES}
-    info["cores"] = os.cpu_count()
-    info["cuda_device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else None
-    return info
+    return {
+        "node": platform.node(),
+        "system": platform.system(),
+        "release": platform.release(),
+        "machine": platform.machine(),
+        "python_version": platform.python_version(),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "versions": {p: _version(p) for p in _PACKAGES},
+    }
 
 
 def machine_info() -> dict:
-    """pytest-benchmark's machine_info plus library versions and compute resources."""
+    """The machine, library versions and compute resources of this process."""
     return {
         **_fixed_machine_info(),
         "torch_threads": torch.get_num_threads(),
@@ -45,15 +64,29 @@ def machine_info() -> dict:
     }
 
 
+def _git(*args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", *args], capture_output=True, text=True, timeout=30, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None  # no git, or not a checkout (an installed mixlab run elsewhere)
+    return done.stdout.strip()
+
+
 @functools.cache
 def commit_info() -> dict:
-    """pytest-benchmark's commit_info (git id, dirty flag, branch) of the working dir."""
-    return get_commit_info("mixlab")
+    """The git commit, dirty flag and branch of the working directory; id "unknown"
+    outside a checkout."""
+    commit = _git("rev-parse", "HEAD")
+    if commit is None:
+        return {"id": "unknown", "dirty": None, "branch": None}
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {"id": commit, "dirty": bool(status), "branch": _git("branch", "--show-current")}
 
 
 def cpu_name() -> str:
-    cpu = machine_info().get("cpu") or {}
-    return cpu.get("brand_raw") or machine_info().get("processor") or "unknown CPU"
+    return machine_info()["cpu"] or "unknown CPU"
 
 
 def row_provenance(device: torch.device) -> dict:

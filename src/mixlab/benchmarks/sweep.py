@@ -7,8 +7,9 @@ machine's reachable bandwidth an implementation gets - a ratio that survives a n
 machine. It can pass 1 on a CPU: the copy writes to a second buffer (whose lines the
 CPU must first fetch), an in-place mix rewrites lines it has just read.
 
-Writes DIR/mixing.csv, DIR/loss.csv, DIR/meta.json and DIR/benchmark.json (the layout
-of pytest-benchmark's JSON); `--compare BASELINE` turns the run into a regression gate.
+Writes DIR/mixing.csv, DIR/loss.csv, DIR/meta.json and DIR/benchmark.json (all of them in
+one file, mixlab's own format: .benchmark_json); `--compare BASELINE` turns the run into a
+regression gate.
 
 Options: mixlab.benchmarks.options; one row: .measure; the JSON: .benchmark_json.
 """
@@ -115,9 +116,11 @@ def _run(config: Config, args: argparse.Namespace) -> int:
 
     results = sweep_mixing(config)
     mixing = mixing_frame(results)
-    status.with_reason(mixing).to_csv(out / "mixing.csv", index=False)
+    mixing_file = status.with_reason(mixing)
+    mixing_file.to_csv(out / "mixing.csv", index=False)
     loss, loss_status = loss_frame(config)
-    status.with_reason(loss).to_csv(out / "loss.csv", index=False)
+    loss_file = status.with_reason(loss)
+    loss_file.to_csv(out / "loss.csv", index=False)
     host_text = host_cost.report(config.device, out, quick=args.quick)
     wall_s = time.perf_counter() - started
 
@@ -125,7 +128,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     meta.update(wall_s=round(wall_s, 1), loss_status=loss_status)
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
     (out / "benchmark.json").write_text(
-        json.dumps(benchmark_json(results, loss, arg_record), indent=1)
+        json.dumps(benchmark_json(results, mixing_file, loss_file, meta), indent=1)
     )
 
     print("\nfrac_copy (share of the copy bandwidth measured beside it, higher is better)")
@@ -146,7 +149,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     print(host_text)
     print(f"\nwritten: {out}/mixing.csv, loss.csv, host_cost.csv, meta.json, benchmark.json")
 
-    failed = int((status.with_reason(mixing)["status"] == status.Status.ERROR).sum())
+    failed = int((mixing_file["status"] == status.Status.ERROR).sum())
     if config.baseline is not None:
         try:
             table = compare.regressions(mixing, config.baseline, args.threshold)
