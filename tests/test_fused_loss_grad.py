@@ -183,6 +183,10 @@ def test_accumulates_into_an_existing_grad_and_retains_for_a_second_backward(dty
     first, second = (torch.autograd.grad(loss, z, retain_graph=True)[0] for _ in range(2))
     assert torch.equal(first, second)
     _close(first, want, dtype, "autograd.grad")
+    z.grad = None  # a fresh .grad: autograd may take the handed-out tensor as z.grad
+    for k in (1, 2, 3):
+        loss.backward(retain_graph=True)
+        _close(z.grad, k * want, dtype, f"from None, backward {k}")
 
 
 @pytest.mark.parametrize("form", FORMS)
