@@ -20,15 +20,17 @@ from mixlab.validation import DOUBLE_BACKWARD, shares_memory
 
 @functools.cache
 def eager_kernels(impl: str, target: str) -> tuple:
-    """FusedLoss's (name, forward, backward) for backend `impl` and target "mixup" or
-    "soft": the backend's functions, the C ones without the guards mixlab.losses has run."""
+    """FusedLoss's (name, forward, backward[, forward_grad]) for backend `impl` and target
+    "mixup" or "soft": the backend's functions, the C ones without the guards mixlab.losses
+    has run, and for C its forward that also writes the gradient."""
     backend = kernels(impl)
     if target == "mixup":
         fns = ("mixup_cross_entropy", backend.mixup_ce_forward, backend.mixup_ce_backward)
     else:
         fns = ("soft_cross_entropy", backend.soft_ce_forward, backend.soft_ce_backward)
     if backend is native_loss:
-        fns = (fns[0], native_loss.trusted(fns[1]), native_loss.trusted(fns[2]))
+        with_grad = getattr(native_loss, fns[1].__name__ + "_grad")
+        fns = (fns[0], *(native_loss.trusted(fn) for fn in (fns[1], fns[2], with_grad)))
     return fns
 
 
@@ -61,10 +63,24 @@ class FusedLoss(torch.autograd.Function):
     marks the logits dirty and bumps their version, which makes autograd (a) reject, at
     backward time, any upstream op that saved them, and (b) route later uses of the logits
     through this node; it then returns (loss, logits).
+
+    Without inplace, a backend with a forward_grad (C) computes the gradient in the forward,
+    scaled for the reduction (1/B for a mean): one exp per logit instead of two, and one call.
+    The trade-off: the gradient, the logits' size, is computed and held from the forward on,
+    so a forward under grad mode that is never backpropagated pays for it. The backward then
+    hands that buffer back as is where grad_output is exactly 1 (the common `loss.backward()`),
+    else scaled by it (per row for reduction="none").
     """
 
     @staticmethod
     def forward(ctx, logits, kernels, reduction, inplace, *args):
+        ctx.n_args, ctx.stored = len(args), len(kernels) > 3 and not inplace
+        if ctx.stored:
+            scale = 1.0 / logits.shape[0] if reduction == "mean" else 1.0
+            rows, grad = kernels[3](logits, *args, scale)
+            ctx.kernels, ctx.reduction = kernels, reduction
+            ctx.save_for_backward(grad)
+            return reduce_to(rows, reduction, logits.dtype)
         if inplace:  # the backward overwrites the logits while it reads the args: copy sharers
             args = [
                 a.clone() if isinstance(a, Tensor) and shares_memory(a, logits) else a for a in args
@@ -83,9 +99,14 @@ class FusedLoss(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_loss, *grad_logits_out):
-        name, _, backward_fn = ctx.kernels
+        name, backward_fn = ctx.kernels[0], ctx.kernels[2]
         if torch.is_grad_enabled():
             raise RuntimeError(DOUBLE_BACKWARD.format(name=name))
+        if ctx.stored:
+            (grad,) = ctx.saved_tensors
+            return (_scaled(grad, grad_loss, ctx.reduction), None, None, None) + (
+                None,
+            ) * ctx.n_args
         logits, *saved = ctx.saved_tensors
         saved = iter(saved)
         args = [next(saved) if c is None else c for c in ctx.consts]
@@ -95,6 +116,17 @@ class FusedLoss(torch.autograd.Function):
         if grad_logits_out and grad_logits_out[0] is not None:  # logits used after the loss
             grad.add_(grad_logits_out[0])
         return (grad, None, None, None) + (None,) * len(ctx.consts)
+
+
+def _scaled(grad: Tensor, grad_loss: Tensor, reduction: str) -> Tensor:
+    """The stored gradient times grad_loss (a CPU tensor: reading it costs no sync). The
+    buffer itself stays saved, so autograd copies rather than steals or accumulates into it
+    (a retain_graph backward gets it intact again)."""
+    if reduction == "none":
+        return grad * grad_loss.to(grad.dtype)[:, None]
+    if grad_loss.item() == 1.0:
+        return grad
+    return grad * grad_loss.to(grad.dtype)
 
 
 def reduce_to(rows: Tensor, reduction: str, dtype: torch.dtype) -> Tensor:

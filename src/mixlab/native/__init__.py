@@ -27,9 +27,12 @@ from mixlab.native import build
 from mixlab.validation import check_box
 
 # One library: the mixing walk (mix.c) and the fused loss (loss.c's forward,
-# loss_backward.c); the headers they include are not compiled on their own but are part
-# of the cache key.
-SOURCES = tuple(Path(__file__).with_name(name) for name in ("mix.c", "loss.c", "loss_backward.c"))
+# loss_backward.c, loss_fused.c's forward with the gradient); the headers they include are
+# not compiled on their own but are part of the cache key.
+SOURCES = tuple(
+    Path(__file__).with_name(name)
+    for name in ("mix.c", "loss.c", "loss_backward.c", "loss_fused.c")
+)
 HEADERS = tuple(
     Path(__file__).with_name(name)
     for name in ("simd.h", "mix_rows.h", "vexp.h", "loss.h", "row_stats.h")

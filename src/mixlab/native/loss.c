@@ -29,28 +29,8 @@ void mixlab_vexp(const float *x, float *y, int64_t n) { vexp_all(x, y, n, 0); }
 
 void mixlab_vexp_coarse(const float *x, float *y, int64_t n) { vexp_all(x, y, n, 1); }
 
-/* w * d, but 0 where w == 0: the scalar twin of `weighted`. */
-static inline double term(double w, double d) { return w == 0.0 ? 0.0 : w * d; }
-
 static void forward_row(const Problem *p, int64_t i, void *loss, void *lse, void *tsum) {
-    int is64 = p->dt == MIXLAB_F64;
-    int weigh = p->t ? WEIGH_DENSE : p->eps > 0 ? WEIGH_UNIFORM : WEIGH_NONE;
-    RowStats row = stats_of(p, i, weigh);
-    double log_s = log(row.s), value;
-    if (p->t) {
-        value = row.w * log_s - row.dot;
-        put(tsum, i, is64, row.w);
-    } else {
-        const char *z = logits_row(p, i);
-        double lam = get(p->lam, i * p->lam_stride, is64), keep = 1.0 - p->eps;
-        double d_a = logit(z, p->dt, label(p->y_a, i, p->y_i32)) - row.m;
-        double d_b = logit(z, p->dt, label(p->y_b, i, p->y_i32)) - row.m;
-        value = log_s - term(keep * lam, d_a) - term(keep * (1.0 - lam), d_b);
-        if (p->eps > 0) value -= p->eps / (double)p->classes * row.dot;
-    }
-    if (row.m == -INFINITY) value = NAN; /* no finite logit: no softmax, as in torch */
-    put(loss, i, is64, value);
-    put(lse, i, is64, row.m + log_s);
+    row_loss(p, i, stats_of(p, i, weigh_of(p)), loss, lse, tsum);
 }
 
 /* logits z: (batch, classes) contiguous, dtype dt; sparse target: y_a, y_b (int64, or int32

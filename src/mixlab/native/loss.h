@@ -14,7 +14,15 @@
 #include "simd.h"
 
 /* status codes; on an error nothing has been written */
-enum { LOSS_OK = 0, LOSS_NO_CLASSES = 1, LOSS_BAD_Y_A = 2, LOSS_BAD_Y_B = 3, LOSS_BAD_LAM = 4 };
+enum {
+    LOSS_OK = 0,
+    LOSS_NO_CLASSES = 1,
+    LOSS_BAD_Y_A = 2,
+    LOSS_BAD_Y_B = 3,
+    LOSS_BAD_LAM = 4,
+    LOSS_BAD_DTYPE = 5, /* float64 logits to loss_fused.c */
+    LOSS_NO_MEMORY = 6,
+};
 
 typedef struct {
     const char *z;

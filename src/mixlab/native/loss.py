@@ -3,8 +3,13 @@ mixlab.losses dispatches to (the same as mixlab.kernels.cross_entropy's).
 
     mixup_ce_forward(logits, y_a, y_b, lam, eps) -> (loss, lse)
     mixup_ce_backward(grad_rows, logits, y_a, y_b, lam, eps, lse, out) -> out
+    mixup_ce_forward_grad(logits, y_a, y_b, lam, eps, scale) -> (loss, grad)
     soft_ce_forward(logits, target) -> (loss, lse, target_sum)
     soft_ce_backward(grad_rows, logits, target, lse, target_sum, out) -> out
+    soft_ce_forward_grad(logits, target, scale) -> (loss, grad)
+
+The *_forward_grad pair (loss_fused.c) is the forward with the gradient (softmax - t) * scale
+of every row written beside it, one exp per logit: for callers that know the scale up front.
 
 Per-row results, lse included, are float32 (float64 for float64 logits). `out` may be the
 logits (the backward of inplace_backward=True). The O(1) checks below keep what the C code would
@@ -48,7 +53,10 @@ def _lib() -> ctypes.CDLL:
         lib.mixlab_ce_forward.argtypes = [ptr, c_int, i64, i64, *sparse, ptr, ptr, ptr, c_int]
         lib.mixlab_ce_backward.argtypes = [ptr, i64, ptr, c_int, i64, i64, *sparse]
         lib.mixlab_ce_backward.argtypes += [ptr, ptr, ptr, c_int]
+        lib.mixlab_ce_forward_grad.argtypes = [ptr, c_int, i64, i64, *sparse, ptr, i64]
+        lib.mixlab_ce_forward_grad.argtypes += [ptr, ptr, c_int]
         lib.mixlab_ce_forward.restype = lib.mixlab_ce_backward.restype = c_int
+        lib.mixlab_ce_forward_grad.restype = c_int
         lib.mixlab_vexp.argtypes = [ptr, ptr, i64]
         lib.mixlab_vexp.restype = None
         _declared = lib
@@ -213,6 +221,32 @@ def _backward(grad_rows, logits, shape, target_args, kept, stats, out, trusted) 
     return out
 
 
+def _forward_grad(logits, shape, target_args, kept, n_stats, scale: float) -> tuple:
+    """(per-row losses, gradient (softmax - t) * scale in the logits' dtype)."""
+    batch, classes, code = shape
+    if code == _F64:  # float64 (gradcheck) keeps the two calls
+        rows, *stats = _forward(logits, shape, target_args, kept, n_stats)
+        g = torch.tensor(scale, dtype=torch.float64).expand(batch)
+        out = torch.empty_like(logits)
+        return rows, _backward(g, logits, shape, target_args, kept, stats, out, True)
+    rows, grad, g = torch.empty(batch), torch.empty_like(logits), ctypes.c_float(scale)
+    status = _lib().mixlab_ce_forward_grad(
+        logits.data_ptr(),
+        code,
+        batch,
+        classes,
+        *target_args,
+        ctypes.addressof(g),
+        0,
+        rows.data_ptr(),
+        grad.data_ptr(),
+        _threads(batch, classes),
+    )
+    if status:
+        _check_status(status, logits, kept)
+    return rows, grad
+
+
 # `trusted=True`: the arguments are mixlab.losses' own, checked there already (dtype,
 # layout, device, shapes; lam may then be a float in [0, 1]); only their layout is adapted
 # for loss.c. Direct callers leave it False.
@@ -230,6 +264,12 @@ def mixup_ce_backward(grad_rows, logits, y_a, y_b, lam, eps, lse, out, trusted=F
     return _backward(grad_rows, logits, shape, args, kept, (lse,), out, trusted)
 
 
+def mixup_ce_forward_grad(logits, y_a, y_b, lam, eps, scale, trusted=False):
+    shape = _shape(logits, trusted)
+    args, kept = _sparse_args(logits, y_a, y_b, lam, float(eps), trusted)
+    return _forward_grad(logits, shape, args, kept, 2, float(scale))
+
+
 def soft_ce_forward(logits, target, trusted=False):
     shape = _shape(logits, trusted)
     args, kept = _dense_args(logits, target, trusted)
@@ -240,6 +280,12 @@ def soft_ce_backward(grad_rows, logits, target, lse, target_sum, out, trusted=Fa
     shape = _shape(logits, trusted)
     args, kept = _dense_args(logits, target, trusted)
     return _backward(grad_rows, logits, shape, args, kept, (lse, target_sum), out, trusted)
+
+
+def soft_ce_forward_grad(logits, target, scale, trusted=False):
+    shape = _shape(logits, trusted)
+    args, kept = _dense_args(logits, target, trusted)
+    return _forward_grad(logits, shape, args, kept, 3, float(scale))
 
 
 def trusted(fn):

@@ -50,17 +50,20 @@ static inline __attribute__((always_inline)) float chunk_max(const void *z, int 
 
 /* Adds a chunk's exp(z - m) and target terms to `row`; lanes past n weigh 0. The exp is
  * the bottleneck, so meanwhile the next chunk's bytes (the next row's, after a row's last)
- * are fetched into the cache: its max sweep then finds them there. */
+ * are fetched into the cache: its max sweep then finds them there. `keep`, unless NULL,
+ * receives the exp(z - m) themselves (loss_fused.c's gradient sweep scales them). */
 static inline __attribute__((always_inline)) void chunk_sums(const void *z, int dt, const void *t,
                                                              int tdt, int weigh, int64_t n,
-                                                             float m, RowStats *row) {
+                                                             float m, RowStats *row,
+                                                             float *keep) {
     vf32 s = {}, dot = {}, wsum = {};
     const char *ahead = (const char *)z + n * elem_size(dt);
     int64_t j = 0;
     for (; j + LANES <= n; j += LANES) {
         __builtin_prefetch(ahead + j * elem_size(dt));
-        vf32 d = load_lanes(z, dt, j) - m;
-        s += vexp_to(d, dt != MIXLAB_F32);
+        vf32 d = load_lanes(z, dt, j) - m, e = vexp_to(d, dt != MIXLAB_F32);
+        s += e;
+        if (keep) store_f32(keep + j, e);
         if (weigh == WEIGH_UNIFORM) {
             dot += d;
         } else if (weigh == WEIGH_DENSE) {
@@ -71,7 +74,9 @@ static inline __attribute__((always_inline)) void chunk_sums(const void *z, int 
     }
     if (j < n) {
         vf32 d = load_tail(z, dt, j, n - j, -INFINITY) - m, ones = (vf32){} + 1.0f;
-        s += vexp_to(d, dt != MIXLAB_F32);
+        vf32 e = vexp_to(d, dt != MIXLAB_F32);
+        s += e;
+        if (keep) store_tail(keep, MIXLAB_F32, j, n - j, e);
         vf32 w = weigh == WEIGH_DENSE ? load_tail(t, tdt, j, n - j, 0.0f)
                                       : load_tail(&ones, MIXLAB_F32, 0, n - j, 0.0f);
         if (weigh != WEIGH_NONE) dot += weighted(w, d);
@@ -99,7 +104,7 @@ static inline __attribute__((always_inline)) RowStats row_stats(const char *z, i
             row.m = cm;
         }
         float shift = row.m == -INFINITY ? 0.0f : (float)row.m;
-        chunk_sums(z + c0 * zsize, dt, t ? t + c0 * tsize : t, tdt, weigh, len, shift, &row);
+        chunk_sums(z + c0 * zsize, dt, t ? t + c0 * tsize : t, tdt, weigh, len, shift, &row, 0);
     }
     return row;
 }
@@ -155,7 +160,7 @@ static inline __attribute__((always_inline)) RowStats row_stats_one_sweep(const 
     return row;
 }
 
-static RowStats row_stats_f64(const double *z, const double *t, int weigh, int64_t n) {
+static inline RowStats row_stats_f64(const double *z, const double *t, int weigh, int64_t n) {
     RowStats row = {-INFINITY, 0.0, 0.0, 0.0};
     for (int64_t j = 0; j < n; j++) row.m = z[j] > row.m ? z[j] : row.m;
     double shift = row.m == -INFINITY ? 0.0 : row.m;
@@ -176,7 +181,11 @@ static RowStats row_stats_f64(const double *z, const double *t, int weigh, int64
      : p->tdt == DT           ? row_stats_one_sweep(z, DT, t, DT, WEIGH_DENSE, p->classes)   \
                               : row_stats_one_sweep(z, DT, t, MIXLAB_F32, WEIGH_DENSE, p->classes))
 
-static RowStats stats_of(const Problem *p, int64_t i, int weigh) {
+static inline int weigh_of(const Problem *p) {
+    return p->t ? WEIGH_DENSE : p->eps > 0 ? WEIGH_UNIFORM : WEIGH_NONE;
+}
+
+static inline RowStats stats_of(const Problem *p, int64_t i, int weigh) {
     const char *z = logits_row(p, i), *t = target_row(p, i);
     switch (p->dt) {
     case MIXLAB_F32:
@@ -188,6 +197,30 @@ static RowStats stats_of(const Problem *p, int64_t i, int weigh) {
     default:
         return row_stats_f64((const double *)z, (const double *)t, weigh, p->classes);
     }
+}
+
+/* w * d, but 0 where w == 0: the scalar twin of `weighted`. */
+static inline double term(double w, double d) { return w == 0.0 ? 0.0 : w * d; }
+
+/* Row i's loss from its stats, into loss[i]; lse[i] and (dense) tsum[i] unless NULL. */
+static inline void row_loss(const Problem *p, int64_t i, RowStats row, void *loss, void *lse,
+                            void *tsum) {
+    int is64 = p->dt == MIXLAB_F64;
+    double log_s = log(row.s), value;
+    if (p->t) {
+        value = row.w * log_s - row.dot;
+        if (tsum) put(tsum, i, is64, row.w);
+    } else {
+        const char *z = logits_row(p, i);
+        double lam = get(p->lam, i * p->lam_stride, is64), keep = 1.0 - p->eps;
+        double d_a = logit(z, p->dt, label(p->y_a, i, p->y_i32)) - row.m;
+        double d_b = logit(z, p->dt, label(p->y_b, i, p->y_i32)) - row.m;
+        value = log_s - term(keep * lam, d_a) - term(keep * (1.0 - lam), d_b);
+        if (p->eps > 0) value -= p->eps / (double)p->classes * row.dot;
+    }
+    if (row.m == -INFINITY) value = NAN; /* no finite logit: no softmax, as in torch */
+    put(loss, i, is64, value);
+    if (lse) put(lse, i, is64, row.m + log_s);
 }
 
 #endif
