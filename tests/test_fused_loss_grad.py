@@ -213,3 +213,23 @@ def test_inplace_backward_keeps_the_two_call_path():
     loss.backward()
     _close(w.grad, _want(logits, "per-sample", torch.tensor(1 / 6).double(), y_a, y_b, lam, None),
            torch.float32, "inplace")  # fmt: skip
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_a_handed_out_gradient_changed_in_place_does_not_change_the_next_backward(reduction):
+    """autograd.grad hands the stored buffer itself to the caller; an optimizer may then
+    change it in place. A second backward through the retained graph must not read it."""
+    logits, y_a, y_b, lam, target = _inputs(6, 40, torch.float32)
+    z = logits.clone().requires_grad_()
+    loss = _loss(z, "per-sample", reduction, y_a, y_b, lam, target)
+    scale = 1 / 6 if reduction == "mean" else 1.0
+    want = _want(logits, "per-sample", torch.tensor(scale).double(), y_a, y_b, lam, target)
+    first = torch.autograd.grad(loss, z, retain_graph=True)[0]
+    first.mul_(-3.0).add_(7.0)  # what a caller may do with a gradient it was given
+    second = torch.autograd.grad(loss, z, retain_graph=True)[0]
+    _close(second, want, torch.float32, "after the first was changed")
+    z.grad = None
+    loss.backward(retain_graph=True)
+    z.grad.zero_()
+    loss.backward()
+    _close(z.grad, want, torch.float32, "backward after .grad was zeroed in place")

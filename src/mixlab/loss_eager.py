@@ -69,26 +69,27 @@ class FusedLoss(torch.autograd.Function):
     The trade-off: the gradient, the logits' size, is computed and held from the forward on,
     so a forward under grad mode that is never backpropagated pays for it. The backward then
     hands that buffer back as is where grad_output is exactly 1 (the common `loss.backward()`),
-    else scaled by it (per row for reduction="none").
+    else scaled by it (per row for reduction="none"). It is handed over once: the caller owns
+    it then, so a retained graph's later backwards recompute the gradient from the logits.
     """
 
     @staticmethod
     def forward(ctx, logits, kernels, reduction, inplace, *args):
-        ctx.n_args, ctx.stored = len(args), len(kernels) > 3 and not inplace
+        ctx.kernels, ctx.reduction, ctx.inplace = kernels, reduction, inplace
+        ctx.stored = len(kernels) > 3 and not inplace
+        tensors = [a for a in args if isinstance(a, Tensor)]
+        ctx.consts = [None if isinstance(a, Tensor) else a for a in args]  # None: saved
         if ctx.stored:
             scale = 1.0 / logits.shape[0] if reduction == "mean" else 1.0
-            rows, grad = kernels[3](logits, *args, scale)
-            ctx.kernels, ctx.reduction = kernels, reduction
-            ctx.save_for_backward(grad)
+            rows, ctx.grad = kernels[3](logits, *args, scale)
+            ctx.save_for_backward(logits, *tensors)  # for a retained graph's later backwards
             return reduce_to(rows, reduction, logits.dtype)
         if inplace:  # the backward overwrites the logits while it reads the args: copy sharers
             args = [
                 a.clone() if isinstance(a, Tensor) and shares_memory(a, logits) else a for a in args
             ]
+            tensors = [a for a in args if isinstance(a, Tensor)]
         rows, *stats = kernels[1](logits, *args)
-        ctx.kernels, ctx.reduction, ctx.inplace = kernels, reduction, inplace
-        tensors = [a for a in args if isinstance(a, Tensor)]
-        ctx.consts = [None if isinstance(a, Tensor) else a for a in args]  # None: saved
         ctx.save_for_backward(logits, *tensors, *stats)
         loss = reduce_to(rows, reduction, logits.dtype)
         if not inplace:
@@ -102,26 +103,30 @@ class FusedLoss(torch.autograd.Function):
         name, backward_fn = ctx.kernels[0], ctx.kernels[2]
         if torch.is_grad_enabled():
             raise RuntimeError(DOUBLE_BACKWARD.format(name=name))
+        no_grads = (None, None, None) + (None,) * len(ctx.consts)
         if ctx.stored:
-            (grad,) = ctx.saved_tensors
-            return (_scaled(grad, grad_loss, ctx.reduction), None, None, None) + (
-                None,
-            ) * ctx.n_args
+            # The buffer is handed over, not kept: the caller may change it in place, so a
+            # retained graph's next backward recomputes the gradient from the logits.
+            grad, ctx.grad = ctx.grad, None
+            if grad is not None:
+                return (_scaled(grad, grad_loss, ctx.reduction),) + no_grads
         logits, *saved = ctx.saved_tensors
         saved = iter(saved)
         args = [next(saved) if c is None else c for c in ctx.consts]
+        if ctx.stored:
+            _, *stats = ctx.kernels[1](logits, *args)
+            saved = iter(stats)
         out = logits if ctx.inplace else torch.empty_like(logits)
         grad_rows = _rows_gradient(grad_loss, ctx.reduction, logits)
         grad = backward_fn(grad_rows, logits, *args, *saved, out)
         if grad_logits_out and grad_logits_out[0] is not None:  # logits used after the loss
             grad.add_(grad_logits_out[0])
-        return (grad, None, None, None) + (None,) * len(ctx.consts)
+        return (grad,) + no_grads
 
 
 def _scaled(grad: Tensor, grad_loss: Tensor, reduction: str) -> Tensor:
-    """The stored gradient times grad_loss (a CPU tensor: reading it costs no sync). The
-    buffer itself stays saved, so autograd copies rather than steals or accumulates into it
-    (a retain_graph backward gets it intact again)."""
+    """The stored gradient times grad_loss (a CPU tensor: reading it costs no sync); the
+    buffer itself where grad_loss is exactly 1 (autograd may then take it as .grad)."""
     if reduction == "none":
         return grad * grad_loss.to(grad.dtype)[:, None]
     if grad_loss.item() == 1.0:
