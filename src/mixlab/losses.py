@@ -68,9 +68,7 @@ def mixup_cross_entropy(
     backward overwrite the logits with their gradient (see the module docstring).
     """
     impl = _check_logits(logits, backend)
-    eps = label_smoothing
-    if not (type(eps) is float and 0.0 <= eps <= 1.0):  # else: the common case, fine
-        eps = check_smoothing(label_smoothing)
+    eps = check_smoothing(label_smoothing)
     check_reduction(reduction)
     lam = _lam(lam, logits)
     for name, y in (("y_a", y_a), ("y_b", y_b)):  # before the op: a meta label would
@@ -171,9 +169,7 @@ def _lam(lam, logits: Tensor) -> float | Tensor:
             if not is_real(lam):
                 check_lam(lam, batch, logits.device)  # names the type
             return logits.new_ones(batch, dtype=dtype) * lam
-        if not (type(lam) is float and 0.0 <= lam <= 1.0):  # else: the common case, fine
-            lam = check_lam(lam, batch, logits.device)  # names the type or the value
-        return lam
+        return check_lam(lam, batch, logits.device)  # names the type or the value
     if not lam.is_floating_point():
         raise TypeError(f"lam: dtype must be floating point, got {lam.dtype}")
     check_not_meta("lam", lam)

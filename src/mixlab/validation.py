@@ -100,6 +100,8 @@ def check_lam(lam, batch: int, device: torch.device) -> float | torch.Tensor:
     """Return lam as a Python float or a contiguous (B,) float32 tensor on `device`.
 
     lam is a constant of the mix, not differentiated: a lam that requires grad is refused."""
+    if type(lam) is float and 0.0 <= lam <= 1.0:  # the common case, before slower checks
+        return lam
     if isinstance(lam, torch.Tensor):
         if not lam.is_floating_point():  # bool, integer and complex tensors alike
             raise TypeError(f"lam: dtype must be floating point, got {lam.dtype}")
@@ -160,6 +162,8 @@ def check_reduction(reduction: str) -> None:
 
 
 def check_smoothing(label_smoothing: float) -> float:
+    if type(label_smoothing) is float and 0.0 <= label_smoothing <= 1.0:  # the common case
+        return label_smoothing
     if not is_real(label_smoothing):
         raise TypeError(f"label_smoothing: expected a float, got {type(label_smoothing).__name__}")
     if not 0.0 <= label_smoothing <= 1.0:
