@@ -122,6 +122,15 @@ def test_trace_of_the_racy_kernel_names_the_race(device):
         assert "read by one program and written by another" in line
 
 
+@pytest.mark.parametrize("order", races.ORDERS)
+def test_a_store_masked_off_entirely_is_traced_as_writing_nothing(device, order):
+    x = torch.randn(40)
+    with races.schedule(order) as trace:
+        out = verify_impls.masked_off_store_then_load(x)
+    assert torch.equal(out, x * 2)
+    assert trace.hazards() == []
+
+
 def test_mixlab_mix_kernel_has_no_hazard_when_cycles_are_segmented(device):
     """The segmented walk (GPU launches) hands rows across programs through copied heads:
     the trace of both launches must show no byte shared between programs."""

@@ -74,3 +74,19 @@ def racy_mix_(x, perm, lam):
         x, scratch, perm, _lam_rows(lam, x), batch, row_len, BLOCK=256
     )
     return x
+
+
+@triton.jit
+def _masked_off_store_then_load_kernel(x_ptr, out_ptr, n, BLOCK: tl.constexpr):
+    """Each program stores with its mask all off, then loads: a held-back store of no
+    address must not disturb the load (races.schedule's loads-first order)."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    tl.store(out_ptr + offs, tl.zeros((BLOCK,), tl.float32), mask=offs < 0)
+    value = tl.load(x_ptr + offs, mask=offs < n)
+    tl.store(out_ptr + offs, value * 2.0, mask=offs < n)
+
+
+def masked_off_store_then_load(x):
+    out = torch.zeros_like(x)
+    _masked_off_store_then_load_kernel[(triton.cdiv(x.numel(), 16),)](x, out, x.numel(), BLOCK=16)
+    return out

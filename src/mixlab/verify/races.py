@@ -186,7 +186,8 @@ def schedule(order: str = "forward", seed: int = 0):
         launch.stores.append((state["program"], _bytes(addrs, vals.itemsize)))
         if not loads_first:
             return masked_store(ptrs, value, mask, *rest)
-        launch.pending.setdefault(state["program"], []).append((addrs.copy(), vals[on].copy()))
+        if addrs.size:  # a store masked off entirely writes nothing: nothing to hold back
+            launch.pending.setdefault(state["program"], []).append((addrs.copy(), vals[on].copy()))
         return None
 
     ti.GridExecutor.__call__ = call
