@@ -64,3 +64,19 @@ def test_meta_tensors_pass_only_inside_the_stand_in():
         mixlab.mix_(x, perm, 0.5, backend="triton")
     with pytest.raises(ValueError, match="^x: meta tensors"):
         mixlab.mix_(x, perm, 0.5, backend="triton")
+
+
+def test_the_stand_ins_leave_the_library_as_it_was():
+    """Every patch ends with the context: no module keeps a patched function."""
+    import sys
+
+    from mixlab import backends, validation
+
+    originals = (backends.resolve, validation.check_not_meta, validation.shares_memory)
+    for stand_in in ("cpu", "meta"):
+        with host_cost.cuda_path(torch.device(stand_in)):
+            pass
+    for module in [m for n, m in sys.modules.items() if n.startswith("mixlab") and m]:
+        for fn in originals:
+            bound = getattr(module, fn.__name__, fn)
+            assert bound is fn or not callable(bound), (module.__name__, fn.__name__)

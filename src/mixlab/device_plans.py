@@ -16,7 +16,7 @@ with.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -24,10 +24,10 @@ from mixlab import device_checks
 from mixlab.permutations import CyclePlan
 
 
-@dataclass(frozen=True)
-class DevicePlan:
+class DevicePlan(NamedTuple):
     """Rows in walk order, cycle after cycle; position k lies in the cycle that occupies
-    positions begin[k] .. end[k] - 1. All (B,) int64 on one device."""
+    positions begin[k] .. end[k] - 1. All (B,) int64 on one device. A NamedTuple, not a
+    frozen dataclass: as immutable, and built in half the time, once per call."""
 
     order: torch.Tensor
     begin: torch.Tensor
@@ -53,7 +53,8 @@ def plan(perm: torch.Tensor, lam: float | torch.Tensor = 0.0) -> DevicePlan:
     per_sample = isinstance(lam, torch.Tensor)
     out = kernels.decompose(perm, lam if per_sample else None)
     n_rows = perm.shape[0]
-    device_checks.assert_flag(out.select(0, 3 * n_rows), "perm: not a permutation of range(B)")
+    # Indexing, not select / narrow / unbind: each of those costs more here (timed).
+    device_checks.assert_flag(out[3 * n_rows], "perm: not a permutation of range(B)")
     if per_sample:
-        device_checks.assert_flag(out.select(0, 3 * n_rows + 1), device_checks.LAM_MESSAGE)
-    return DevicePlan(*out.narrow(0, 0, 3 * n_rows).view(3, n_rows).unbind())
+        device_checks.assert_flag(out[3 * n_rows + 1], device_checks.LAM_MESSAGE)
+    return DevicePlan(out[:n_rows], out[n_rows : 2 * n_rows], out[2 * n_rows : 3 * n_rows])

@@ -94,11 +94,16 @@ def cuda_path(device: torch.device):
         stack.enter_context(
             mock.patch.object(torch, "_assert_async", lambda _, msg: real_assert(passing, msg))
         )
-        sm_count = functools.cache(lambda device: SM_COUNT)  # as chunks' cached CUDA query
+        # Patched where they are looked up, so that a module imported meanwhile binds
+        # nothing patched: the SM count (as chunks' cached CUDA query), and the
+        # interpreter's environment variable, which resolve does not read on CUDA.
+        sm_count = functools.cache(lambda device: SM_COUNT)
         stack.enter_context(mock.patch.object(chunks, "planned_sm_count", sm_count))
-        real_resolve = backends.resolve
-        _patch_everywhere(stack, real_resolve, lambda backend, _: real_resolve(backend, _CUDA))
+        stack.enter_context(mock.patch.object(backends, "triton_interpreter_enabled", lambda: True))
         if device.type == "meta":
+            _import_the_entry_points()  # before they are patched where they are bound
+            real_resolve = backends.resolve
+            _patch_everywhere(stack, real_resolve, lambda backend, _: real_resolve(backend, _CUDA))
             _patch_everywhere(stack, validation.check_not_meta, lambda name, t: None)
             real_shares = validation.shares_memory
             _patch_everywhere(
@@ -111,6 +116,19 @@ def cuda_path(device: torch.device):
             torch.set_num_threads(1)
             torch.set_flush_denormal(True)
         yield
+
+
+def _import_the_entry_points() -> None:
+    """Every module the entry points reach, imported now, so that none is first imported
+    inside a meta context and binds a patched function for good."""
+    import mixlab.kernels.cross_entropy
+    import mixlab.kernels.mixing
+    import mixlab.kernels.plans
+    import mixlab.loss_eager
+    import mixlab.losses
+    import mixlab.mixing
+    import mixlab.native
+    import mixlab.transform  # noqa: F401
 
 
 def _patch_everywhere(stack: contextlib.ExitStack, fn, replacement) -> None:
