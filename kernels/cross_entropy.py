@@ -43,6 +43,13 @@ def _weighted(w, z_rel):
 
 
 @triton.jit
+def _lam(lam_ptr, lam_stride, lam_value, row):
+    """The row's lam: the float lam_value, or where it is NaN the tensor's (a float lam is
+    checked in [0, 1] on the host, so NaN is free to mean "none")."""
+    return tl.where(lam_value == lam_value, lam_value, tl.load(lam_ptr + row * lam_stride))
+
+
+@triton.jit
 def _ce_fwd_kernel(
     loss_ptr,
     lse_ptr,
@@ -56,6 +63,7 @@ def _ce_fwd_kernel(
     y_b_stride,
     lam_ptr,
     lam_stride,  # 0 when one lam is broadcast over the batch
+    lam_value,  # a float lam itself (no tensor to fill on the host); NaN: read lam_ptr
     smoothing,
     n_cols,
     logits_row_stride,
@@ -98,7 +106,7 @@ def _ce_fwd_kernel(
         loss = lse_rel * t_sum - t_dot_z
         tl.store(target_sum_ptr + row, t_sum)
     else:
-        lam = tl.load(lam_ptr + row * lam_stride)
+        lam = _lam(lam_ptr, lam_stride, lam_value, row)
         y_a = tl.load(y_a_ptr + row * y_a_stride)
         y_b = tl.load(y_b_ptr + row * y_b_stride)
         # The values are checked where they are read anyway (the caller asserts on the
@@ -136,6 +144,7 @@ def _ce_bwd_kernel(
     y_b_stride,
     lam_ptr,
     lam_stride,
+    lam_value,
     smoothing,
     n_cols,
     logits_row_stride,
@@ -161,7 +170,7 @@ def _ce_bwd_kernel(
     else:
         # Both target-class terms in float32 before the one rounding of the store, so that
         # p - t does not cancel in bf16; the two where()s add up when y_a == y_b.
-        lam = tl.load(lam_ptr + row * lam_stride)
+        lam = _lam(lam_ptr, lam_stride, lam_value, row)
         y_a = tl.load(y_a_ptr + row * y_a_stride)
         y_b = tl.load(y_b_ptr + row * y_b_stride)
         t = tl.where(cols == y_a, lam, 0.0) + tl.where(cols == y_b, 1.0 - lam, 0.0)
@@ -185,23 +194,26 @@ def _device_guard(t: torch.Tensor):
 
 
 _NO_GUARD = contextlib.nullcontext()  # reusable: it holds no state
+_NAN = float("nan")
 
 
 def _target_args(logits, dummy, target, y_a, y_b, lam, smoothing):
     """The arguments both kernels take, from target_ptr to target_row_stride, in order.
 
     Only one target form is live (DENSE_TARGET); `dummy`, any float32 tensor of the
-    launch, stands in for the pointers of the other.
+    launch, stands in for the pointers of the other, and for lam's where lam is a float.
     """
     dense = target is not None
+    rows = isinstance(lam, torch.Tensor)
     return (
         target if dense else logits,
         y_a if not dense else dummy,
         y_b if not dense else dummy,
         y_a.stride(0) if not dense else 0,
         y_b.stride(0) if not dense else 0,
-        lam if not dense else dummy,
-        lam.stride(0) if not dense else 0,
+        lam if rows else dummy,
+        lam.stride(0) if rows else 0,
+        _NAN if rows or dense else lam,
         smoothing,
         logits.shape[1],
         logits.stride(0),
@@ -270,10 +282,11 @@ def _backward(
 def mixup_ce_forward(logits, y_a, y_b, lam, smoothing, valid=None):
     """Per-row mixup cross-entropy (float32) and log-sum-exp (float64), of shape (B,).
 
-    logits: (B, C) contiguous; y_a, y_b: (B,) int labels (any stride); lam: (B,) float32
-    (any stride, 0 to broadcast one value); smoothing: eps in [0, 1]. valid: int32 (3,)
-    ones, or None; the kernel sets valid[0] to 0 if a label of y_a lies outside [0, C),
-    valid[1] for y_b, valid[2] for a lam outside [0, 1] (such rows' losses are garbage)."""
+    logits: (B, C) contiguous; y_a, y_b: (B,) int labels (any stride); lam: a float in
+    [0, 1], or (B,) float32 (any stride, 0 to broadcast one value); smoothing: eps in
+    [0, 1]. valid: int32 (3,) ones, or None; the kernel sets valid[0] to 0 if a label of
+    y_a lies outside [0, C), valid[1] for y_b, valid[2] for a lam outside [0, 1] (such
+    rows' losses are garbage)."""
     kw = dict(y_a=y_a, y_b=y_b, lam=lam, smoothing=smoothing, valid=valid)
     loss, lse, _ = _forward(logits, **kw)
     return loss, lse

@@ -18,7 +18,8 @@ One program does it all: the rounds need every row of the previous one, and a ba
 inside one program is the only grid-wide synchronisation a launch has. It also checks that
 perm is a permutation (values in [0, B), and perm[inv[j]] == j for the scattered inverse)
 and says whether any row fails; indices are clamped, so a bad perm cannot make it read or
-write out of bounds.
+write out of bounds. Given the walk's per-sample lam (CHECK_LAM), it checks that every
+value lies in [0, 1] in the same pass over the rows: the check costs no launch of its own.
 """
 
 from __future__ import annotations
@@ -55,10 +56,13 @@ def _jump(ptr_rows, value_rows, n_rows, n_rounds, BLOCK: tl.constexpr, MIN: tl.c
 @triton.jit
 def _decompose_kernel(
     perm_ptr,
+    lam_ptr,  # (B,) float32 when CHECK_LAM, else unused
     scratch_ptr,  # (SCRATCH_ROWS, B) int64
-    out_ptr,  # (3 * B + 1,) int64: order, cycle begin, cycle end per position, 1 if valid
+    out_ptr,  # (3 * B + 2,) int64: order, cycle begin, cycle end per position; 1 if perm
+    # is a permutation, 1 if every lam lies in [0, 1] (CHECK_LAM)
     n_rows,
     n_rounds,  # ceil(log2(B))
+    CHECK_LAM: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     # p, m and d have two rows each, x and x + n_rows, that the rounds alternate between.
@@ -69,11 +73,16 @@ def _decompose_kernel(
     last = n_rows - 1
     # Load perm clamped into range, count values outside it, scatter the inverse.
     bad = tl.zeros((), dtype=tl.int64)
+    bad_lam = tl.zeros((), dtype=tl.int64)
     for s in range(0, n_rows, BLOCK):
         i = s + tl.arange(0, BLOCK).to(tl.int64)
         mask = i < n_rows
         p = tl.load(perm_ptr + i, mask=mask, other=0)
         bad += tl.sum(((p < 0) | (p > last)) & mask, 0).to(tl.int64)
+        if CHECK_LAM:
+            lam = tl.load(lam_ptr + i, mask=mask, other=0.0)
+            outside = (lam != lam) | (lam < 0.0) | (lam > 1.0)  # NaN fails too
+            bad_lam += tl.sum(outside & mask, 0).to(tl.int64)
         p = tl.minimum(tl.maximum(p, 0), last)
         tl.store(p_a + i, p, mask=mask)
         tl.store(m_a + i, i, mask=mask)
@@ -123,17 +132,28 @@ def _decompose_kernel(
         tl.store(out_ptr + n_rows + pos, begin, mask=ok)
         tl.store(out_ptr + 2 * n_rows + pos, begin + length, mask=ok)
     tl.store(out_ptr + 3 * n_rows, (bad == 0).to(tl.int64))
+    if CHECK_LAM:
+        tl.store(out_ptr + 3 * n_rows + 1, (bad_lam == 0).to(tl.int64))
 
 
-def decompose(perm: torch.Tensor) -> torch.Tensor:
-    """(3 * B + 1,) int64 on perm's device: the walk order, each position's cycle begin and
-    end, and 1 if perm is a permutation of range(B), else 0."""
+def decompose(perm: torch.Tensor, lam: torch.Tensor | None = None) -> torch.Tensor:
+    """(3 * B + 2,) int64 on perm's device: the walk order, each position's cycle begin and
+    end, 1 if perm is a permutation of range(B) (else 0), and given lam, a contiguous (B,)
+    float32 tensor, 1 if every value lies in [0, 1] (else 0; unset without lam)."""
     n_rows = perm.shape[0]
     scratch = perm.new_empty((SCRATCH_ROWS, n_rows))
-    out = perm.new_empty(3 * n_rows + 1)
+    out = perm.new_empty(3 * n_rows + 2)
     # Garbage in the outputs is harmless for a valid perm (every position is written) and
-    # clamped by the walk for an invalid one, which the last element reports.
+    # clamped by the walk for an invalid one, which the flags report.
     _decompose_kernel[(1,)](
-        perm, scratch, out, n_rows, (n_rows - 1).bit_length(), BLOCK=BLOCK, num_warps=NUM_WARPS
+        perm,
+        perm if lam is None else lam,
+        scratch,
+        out,
+        n_rows,
+        (n_rows - 1).bit_length(),
+        CHECK_LAM=lam is not None,
+        BLOCK=BLOCK,
+        num_warps=NUM_WARPS,
     )
     return out

@@ -60,7 +60,29 @@ def test_device_plan_counts_what_is_not_a_permutation(device, values):
 
     perm = torch.tensor(values, dtype=torch.int64, device=device)
     is_perm = sorted(values) == list(range(len(values)))
-    assert int(kernels.decompose(perm)[-1]) == int(is_perm)
+    assert int(kernels.decompose(perm)[3 * len(values)]) == int(is_perm)
+
+
+LAM_VALUES = st.one_of(
+    st.floats(-0.5, 1.5, width=32),
+    st.sampled_from([0.0, -0.0, 1.0, float("nan"), float("inf"), -float("inf"), 1.0000001]),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(LAM_VALUES, min_size=1, max_size=12), st.booleans())
+def test_device_plan_checks_a_per_sample_lam_with_perm(device, values, valid_perm):
+    """Given lam, the plan kernel's second verdict: every value in [0, 1] (NaN fails),
+    whatever perm is; and perm's verdict does not depend on lam."""
+    from mixlab.kernels import plans as kernels
+
+    batch = len(values)
+    lam = torch.tensor(values, dtype=torch.float32)
+    perm = torch.arange(batch).roll(1) if valid_perm else torch.zeros(batch, dtype=torch.int64)
+    valid_perm = valid_perm or batch == 1
+    out = kernels.decompose(perm.to(device), lam.to(device))
+    lam_ok = bool(((lam >= 0) & (lam <= 1)).all())
+    assert (int(out[3 * batch]), int(out[3 * batch + 1])) == (int(valid_perm), int(lam_ok))
 
 
 @settings(max_examples=30, deadline=None)

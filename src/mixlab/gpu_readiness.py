@@ -61,6 +61,8 @@ def launch_specs(full: bool = False) -> list[tuple]:
         perm = torch.randperm(128)
         what["case"] = "plan"
         plans.decompose(perm)  # recorded, not run: the walk takes the host plan's copy
+        what["case"] = "plan with lam"
+        plans.decompose(perm, torch.rand(128))
         device_plan = DevicePlan.from_cycle_plan(cycle_plan(perm))
         for dtype in DTYPES:
             x = torch.zeros(128, 3, 32, 32, dtype=dtype)
@@ -90,6 +92,9 @@ def _record_cross_entropy(cross_entropy, dtype, n_cols, what) -> None:
         what["case"] = f"mixup ce C={n_cols} eps={smoothing} {dtype}"
         cross_entropy.mixup_ce_forward(logits, y, y, lam, smoothing)
         cross_entropy.mixup_ce_backward(rows, logits, y, y, lam, smoothing, rows, logits)
+    what["case"] = f"mixup ce C={n_cols} float lam {dtype}"  # lam's stride 0, a float
+    cross_entropy.mixup_ce_forward(logits, y, y, 0.5, 0.0)
+    cross_entropy.mixup_ce_backward(rows, logits, y, y, 0.5, 0.0, rows, logits)
     what["case"] = f"soft ce C={n_cols} {dtype}"
     cross_entropy.soft_ce_forward(logits, logits)
     cross_entropy.soft_ce_backward(rows, logits, logits, rows, rows, logits)

@@ -83,8 +83,7 @@ def mixup_cross_entropy(
         rows = mixup_ce_op(logits, y_a, y_b, lam, eps, impl)[0]
         return reference.reduce_loss(rows, reduction).to(logits.dtype)
     fns, valid = eager_kernels(impl, "mixup"), None
-    if impl == "triton":  # loss.c checks the values itself and reads a float lam as is
-        lam = _lam_rows(lam, logits)
+    if impl == "triton":  # loss.c checks the values itself; both kernels take a float lam
         if device_checks.on_device(logits.device):
             # the kernel checks the values it reads, into flags asserted on below
             valid = logits.new_ones(3, dtype=torch.int32)

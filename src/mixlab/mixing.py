@@ -41,8 +41,8 @@ def mix_(
     Autograd: on an x that requires grad the mix is an in-place op with its backward (the
     transposed mix, mixlab.mixing_autograd); a leaf that requires grad is refused. Returns x.
     """
-    perm, lam = _check_mix_args(x, perm, lam)
-    return mix_drawn_(x, perm, None, lam, resolve(backend, x.device))
+    perm, lam, resolved = _check_mix_args(x, perm, lam, backend)
+    return mix_drawn_(x, perm, None, lam, resolved)
 
 
 def mix_drawn_(x, perm, plan, lam, backend: str) -> torch.Tensor:
@@ -61,8 +61,7 @@ def mix(
 ) -> torch.Tensor:
     """Out-of-place twin of `mix_`: returns the mixed batch and leaves x untouched;
     differentiable w.r.t. x on every backend."""
-    perm, lam = _check_mix_args(x, perm, lam)
-    resolved = resolve(backend, x.device)
+    perm, lam, resolved = _check_mix_args(x, perm, lam, backend)
     if resolved == "reference":
         _check_perm_values_on_device(perm)
         return reference.mix(x, perm, lam)
@@ -104,13 +103,17 @@ def cutmix_drawn_(x, perm, plan, box, backend: str) -> tuple[torch.Tensor, float
     return x, lam
 
 
-def _check_mix_args(x, perm, lam) -> tuple[torch.Tensor, float | torch.Tensor]:
+def _check_mix_args(x, perm, lam, backend: str) -> tuple[torch.Tensor, float | torch.Tensor, str]:
+    """(perm, lam, the resolved backend), checked; on the Triton path a tensor lam's values
+    are checked by the plan kernel, with perm's (no launch of their own)."""
     check_batch("x", x)
     check_permutation(perm, x.shape[0], x.device)
-    lam = check_lam(lam, x.shape[0], x.device)
+    resolved = resolve(backend, x.device)
+    by_plan = resolved == "triton" and x.numel() > 0  # an empty x builds no plan
+    lam = check_lam(lam, x.shape[0], x.device, plan_checks_values=by_plan)
     if isinstance(lam, torch.Tensor):
         lam = _unaliased(lam, x)
-    return _unaliased(perm, x), lam
+    return _unaliased(perm, x), lam, resolved
 
 
 def _unaliased(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -128,7 +131,7 @@ def _run_mix_(x: torch.Tensor, *, perm: torch.Tensor, plan, lam, backend: str) -
     if backend == "triton":
         from mixlab.kernels import mixing as kernels
 
-        kernels.mix_(x, device_plans.plan(perm) if plan is None else plan, lam)
+        kernels.mix_(x, device_plans.plan(perm, lam) if plan is None else plan, lam)
     elif backend == "torch":
         _mix_torch_(x, perm, lam)
     else:

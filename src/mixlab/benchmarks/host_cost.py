@@ -2,37 +2,38 @@
 
 On a GPU the kernels take microseconds, so what the host spends around them (checks,
 plans, allocations, op dispatch) sets the speed unless it stays small and flat in B.
-This measures everything but the kernels: every Triton launch is a no-op
-(mixlab.host_reads.kernel_launches), value checks are queued as on CUDA
-(MIXLAB_CHECKS=device), and the walk is chunked for a 132-SM GPU on the CPU. Rows are
-tiny (4 elements, 16 classes) so that on CPU tensors, where torch ops run at once, the
-time is the dispatch, not the arithmetic. Host reads of tensor values are counted in
-the same call (mixlab.host_reads); the target is 0.
+This measures everything but the kernels, in mixlab.benchmarks.host_path's context:
+every Triton launch is a no-op, value checks are queued as on CUDA (MIXLAB_CHECKS=device),
+and the walk is chunked for a 132-SM GPU. Rows are tiny (4 elements, 16 classes). Host
+reads of tensor values are counted in the same call (mixlab.host_reads); the target is 0.
 
-With --device cuda the tensors are CUDA tensors and torch's own ops launch for real;
-on the CPU it is a stand-in for that path: same code, CPU op dispatch. What it measures
-there, exactly: the wall time of the call, which is the host's work (Python, checks,
-dispatch, the stubbed launches' argument handling) plus the arithmetic of the torch ops
-the call dispatches, which CPU tensors do on the host and CUDA tensors on the device
-(Mixup's randperm and y[perm] of B rows; the device-side checks over a per-sample lam).
-That arithmetic is what grows with B here. So each row also counts the launches of the
-call (`launches`): the torch ops it dispatches, views and empty allocations left out (they
-launch nothing), plus its Triton launches; on CUDA each is a kernel launch of a few µs of
-host time, except Mixup's one draw of 16 host uniforms (a CPU op there too). Not measured
-by the stand-in: Triton's own launch overhead on CUDA (argument binding and the cache
-lookup in JITFunction.run), stubbed with the launch.
+Each call is timed on two stand-ins for CUDA tensors, alternately, best of many short runs:
+
+- `host_us`, on the device's tensors. On the CPU the torch ops also compute, on the host,
+  what CUDA computes on the device (Mixup's randperm and y[perm] of B rows): that
+  arithmetic is what grows with B there. With --device cuda this is the real host time.
+- `dispatch_us`, on meta tensors: the same calls, every torch op dispatched as on CUDA
+  and nothing computed. On the CPU this is the measure of host time the targets are
+  judged on (with --device cuda, host_us is).
+
+Neither stand-in pays what a launch costs the host on CUDA: the driver's few µs per kernel
+and Triton's own launch overhead (argument binding, the cache lookup in JITFunction.run),
+stubbed with the launch. So each row counts the call's launches (`launches`): the torch ops
+it dispatches, views and empty allocations left out (they launch nothing), plus its Triton
+launches; on CUDA each one adds that cost, except Mixup's one draw of 16 host uniforms (a
+CPU op there too). A call that cannot run on meta tensors is reported as not measured,
+with the reason (`not_measured`), never with a value.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import timeit
-from unittest import mock
 
 import pandas as pd
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+
+from mixlab.benchmarks import host_meta, host_path
+from mixlab.benchmarks.host_path import Launches, cuda_path
 
 BATCHES = (128, 1024, 8192)
 TARGET_US = {"mixing": 30.0, "loss": 50.0}
@@ -43,15 +44,16 @@ def entry_points(batch: int, device: torch.device) -> dict[str, tuple[str, objec
     """name -> (kind, a call) of every Triton entry point at batch size B."""
     import mixlab
 
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(0)  # inputs drawn on the CPU, then moved
     x = torch.randn(batch, 1, 2, 2, generator=g).to(device)
     perm = torch.randperm(batch, generator=g).to(device)
     lam = torch.rand(batch, generator=g).to(device)
-    y = torch.randint(0, NUM_CLASSES, (batch,), generator=g).to(device)
+    y = torch.randint(0, NUM_CLASSES, (batch,), generator=g)
+    y, y_b = y.to(device), y.roll(1).to(device)
     logits = torch.randn(batch, NUM_CLASSES, generator=g).to(device).requires_grad_()
     target = torch.softmax(torch.randn(batch, NUM_CLASSES, generator=g), 1).to(device)
     mixup = mixlab.Mixup(alpha=0.4, backend="triton", seed=0)
-    y_b = y.roll(1)
+    host_path.generator_for(mixup, device)
 
     def mixup_loss_step():
         logits.grad = None  # as after an optimizer's zero_grad: no accumulation
@@ -76,78 +78,14 @@ def entry_points(batch: int, device: torch.device) -> dict[str, tuple[str, objec
     }
 
 
-class Launches(TorchDispatchMode):
-    """Count the torch ops dispatched that can launch a kernel (views and empty
-    allocations left out) and the Triton launches (stubbed or not)."""
-
-    ALLOCATIONS = ("empty", "new_empty", "empty_like", "empty_strided")
-
-    def __init__(self):
-        super().__init__()
-        self.count = 0
-
-    def __enter__(self):
-        from triton.runtime.interpreter import InterpretedFunction
-        from triton.runtime.jit import JITFunction
-
-        self._saved = {cls: cls.run for cls in (JITFunction, InterpretedFunction)}
-        for cls, run in self._saved.items():
-            cls.run = self._counted(run)
-        return super().__enter__()
-
-    def __exit__(self, *exc):
-        for cls, run in self._saved.items():
-            cls.run = run
-        return super().__exit__(*exc)
-
-    def _counted(self, run):
-        def launch(kernel, *args, **kwargs):
-            self.count += 1
-            return run(kernel, *args, **kwargs)
-
-        return launch
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if not (func.is_view or func.overloadpacket.__name__ in self.ALLOCATIONS):
-            self.count += 1
-        return func(*args, **(kwargs or {}))
-
-
-@contextlib.contextmanager
-def cuda_path(device: torch.device):
-    """Launches stubbed, checks on the device, a GPU's chunking; the Triton backend
-    accepted for CPU tensors (nothing is interpreted: every launch is a no-op). On CPU
-    tensors also one torch thread (a parallel op would wait for threads other processes
-    hold) and denormals flushed (stubbed kernels leave their outputs uninitialised, and
-    arithmetic on denormal garbage is slow): both are device work on CUDA."""
-    from mixlab.host_reads import kernel_launches
-
-    env = {"MIXLAB_CHECKS": "device", "TRITON_INTERPRET": "1"}
-    if device.type == "cpu":
-        env["MIXLAB_SM_COUNT"] = "132"
-    # A stubbed plan kernel leaves its bad-row count unset: the assertion it feeds is still
-    # dispatched, as on CUDA, but on a value known to pass.
-    passing = torch.ones((), dtype=torch.bool)
-    real_assert = torch._assert_async
-    no_assert = mock.patch.object(torch, "_assert_async", lambda _, msg: real_assert(passing, msg))
-    threads = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(1)
-        torch.set_flush_denormal(True)
-    try:
-        with mock.patch.dict(os.environ, env), kernel_launches(stub=True), no_assert:
-            yield
-    finally:
-        torch.set_num_threads(threads)
-        torch.set_flush_denormal(False)
-
-
 def measure(device: torch.device, batches=BATCHES, number: int = 5, repeat: int = 40):
-    """One row per (entry point, B): µs per call, the best of `repeat` short runs of
-    `number` calls (timeit's advice: the slower runs measure other processes, and short
+    """One row per (entry point, B): µs per call on `device`'s tensors (here) and on meta
+    tensors (mixlab.benchmarks.host_meta, in a child), each the best of `repeat` short runs
+    of `number` calls (timeit's advice: the slower runs measure other processes, and short
     runs are the likelier to dodge a preemption on a shared machine)."""
     from mixlab.host_reads import HostReads
 
+    dispatch = host_meta.measure(batches, number, repeat)
     rows = []
     with cuda_path(device):
         for batch in batches:
@@ -158,17 +96,21 @@ def measure(device: torch.device, batches=BATCHES, number: int = 5, repeat: int 
                 with Launches() as launches:
                     call()
                 runs = timeit.Timer(call).repeat(repeat=repeat, number=number)
-                us = min(runs) / number * 1e6
+                host_us = min(runs) / number * 1e6
+                dispatch_us, not_measured = dispatch[name, batch]
+                judged = host_us if device.type == "cuda" else dispatch_us
                 rows.append(
                     {
                         "entry_point": name,
                         "kind": kind,
                         "batch": batch,
-                        "host_us": round(us, 1),
+                        "host_us": round(host_us, 1),
+                        "dispatch_us": dispatch_us,
                         "target_us": TARGET_US[kind],
-                        "within_target": us <= TARGET_US[kind],
+                        "within_target": bool(judged <= TARGET_US[kind]),
                         "host_reads": len(reads.reads),
                         "launches": launches.count,
+                        "not_measured": not_measured,
                         "device": device.type,
                     }
                 )
@@ -176,14 +118,24 @@ def measure(device: torch.device, batches=BATCHES, number: int = 5, repeat: int 
 
 
 def format_table(frame: pd.DataFrame) -> str:
-    """Entry points down, batch sizes across: µs per call, and host reads."""
-    table = frame.pivot(index="entry_point", columns="batch", values="host_us")
-    table.columns = [f"B={b} µs" for b in table.columns]
-    reads = frame.groupby("entry_point")["host_reads"].max().rename("host reads")
-    ops = frame.groupby("entry_point")["launches"].max().rename("launches")
-    target = frame.groupby("entry_point")["target_us"].first().rename("target µs")
+    """Entry points down, batch sizes across: µs per call on both stand-ins, the target,
+    host reads and launches."""
+    device = frame["device"].iloc[0]
+    columns = []
+    for value, label in (("host_us", f"{device} µs"), ("dispatch_us", "meta µs")):
+        table = frame.pivot(index="entry_point", columns="batch", values=value)
+        table.columns = [f"B={b} {label}" for b in table.columns]
+        columns.append(table)
+    grouped = frame.groupby("entry_point")
+    table = columns[0].join(columns[1]).join(grouped["target_us"].first().rename("target µs"))
+    table = table.join(grouped["host_reads"].max().rename("host reads"))
+    table = table.join(grouped["launches"].max().rename("launches"))
     order = list(dict.fromkeys(frame["entry_point"]))
-    return table.join(target).join(reads).join(ops).loc[order].to_string()
+    text = table.loc[order].to_string()
+    for name, reason in grouped["not_measured"].first().items():
+        if reason:
+            text += f"\n{name}: not measured on meta tensors ({reason})"
+    return text
 
 
 def report(device: torch.device, out, quick: bool = False) -> str:
@@ -191,10 +143,12 @@ def report(device: torch.device, out, quick: bool = False) -> str:
     out/graph_step.csv), return the text `mixlab bench` prints."""
     frame = measure(device, repeat=8 if quick else 40)
     frame.to_csv(out / "host_cost.csv", index=False)
+    judged = "cuda µs" if device.type == "cuda" else "meta µs (dispatch only)"
     text = (
-        f"\nhost µs per call on the CUDA path, launches stubbed ({device.type} tensors; "
-        f"targets: mixing <= {TARGET_US['mixing']:.0f}, loss <= {TARGET_US['loss']:.0f}):\n"
-        + format_table(frame)
+        f"\nhost µs per call on the CUDA path, launches stubbed, on {device.type} and on meta "
+        f"tensors (targets, judged on {judged}: mixing <= {TARGET_US['mixing']:.0f}, "
+        f"loss <= {TARGET_US['loss']:.0f}; not included: the host cost of each launch on "
+        "CUDA, the driver's and Triton's, a few µs each: see `launches`):\n" + format_table(frame)
     )
     if device.type == "cuda":
         from mixlab.benchmarks import graph_step
