@@ -276,3 +276,25 @@ def test_a_handed_out_gradient_changed_in_place_does_not_change_the_next_backwar
     z.grad.zero_()
     loss.backward()
     _close(z.grad, want, torch.float32, "backward after .grad was zeroed in place")
+
+
+_HOSTILE = {
+    "y_a": lambda y_a, y_b, kw: (y_a + 40, y_b, kw),  # past C
+    "y_b": lambda y_a, y_b, kw: (y_a, y_b - 40, kw),  # negative
+    "lam": lambda y_a, y_b, kw: (y_a, y_b, {**kw, "lam": float("nan")}),
+    "label_smoothing": lambda y_a, y_b, kw: (y_a, y_b, {**kw, "label_smoothing": 1.5}),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES[:3], ids=str)
+@pytest.mark.parametrize("name", list(_HOSTILE))
+@pytest.mark.parametrize("inplace", [False, True])
+def test_a_bad_value_of_a_common_call_is_named_before_anything_is_written(dtype, name, inplace):
+    logits, y_a, y_b, _, _ = _inputs(6, 40, dtype)
+    w = logits.clone().requires_grad_()
+    z = w * 1.0  # a non-leaf, so that inplace_backward may write into it
+    before = z.detach().clone()
+    ya, yb, kw = _HOSTILE[name](y_a, y_b, {"lam": 0.3, "label_smoothing": 0.0})
+    with pytest.raises(ValueError, match=name):
+        losses.mixup_cross_entropy(z, ya, yb, backend="torch", inplace_backward=inplace, **kw)
+    assert torch.equal(z.detach(), before) and w.grad is None
