@@ -164,9 +164,52 @@ def test_losses_gradient_matches_float64(dtype, form, reduction, grad_output):
         g = torch.ones(6) if grad_output == "one" else torch.linspace(-1.0, 2.0, 6)
     else:
         g = torch.tensor(1.0 if grad_output == "one" else 0.37)
+    rows = _want_rows(logits, form, y_a, y_b, lam, target)
+    assert loss.dtype == dtype
+    _close(loss, rows.mean() if reduction == "mean" else rows.sum() if reduction == "sum" else rows,
+           dtype, "loss")  # fmt: skip
     loss.backward(g.to(dtype))
     per_row = g.double() / 6 if reduction == "mean" else g.double()
     _close(z.grad, _want(logits, form, per_row, y_a, y_b, lam, target), dtype, "grad")
+
+
+def _want_rows(z, form, y_a, y_b, lam, target):
+    if form == "dense":
+        return _exact(z, 1.0, target=target)[0]
+    eps = 0.1 if form == "smoothed" else 0.0
+    lam = lam if form == "per-sample" else torch.full(lam.shape, 0.3, dtype=torch.float64)
+    return _exact(z, 1.0, y_a, y_b, lam, eps)[0]
+
+
+# Calls that miss mixlab.losses' one-expression check of the common CPU call in one respect
+# each (or pass it with an unusual form): the same loss and gradient as the plain call.
+_VARIANTS = {
+    "int32 y_b": lambda y_a, y_b, kw: (y_a, y_b.int(), kw),
+    "int32 labels": lambda y_a, y_b, kw: (y_a.int(), y_b.int(), kw),
+    "strided y_a": lambda y_a, y_b, kw: (y_a.repeat_interleave(2)[::2], y_b, kw),
+    "int lam": lambda y_a, y_b, kw: (y_a, y_b, {**kw, "lam": 1}),
+    "0-d lam": lambda y_a, y_b, kw: (y_a, y_b, {**kw, "lam": torch.tensor(kw["lam"])}),
+    "int smoothing": lambda y_a, y_b, kw: (y_a, y_b, {**kw, "label_smoothing": 0}),
+    "backend auto": lambda y_a, y_b, kw: (y_a, y_b, {**kw, "backend": "auto"}),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES[:3], ids=str)
+@pytest.mark.parametrize("variant", list(_VARIANTS))
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_every_call_form_gives_the_plain_calls_loss_and_gradient(dtype, variant, reduction):
+    logits, y_a, y_b, _, _ = _inputs(6, 40, dtype)
+    plain = {"lam": 1.0 if variant == "int lam" else 0.3, "label_smoothing": 0.0}
+    results = []
+    for ya, yb, kw in ((y_a, y_b, plain), _VARIANTS[variant](y_a, y_b, plain)):
+        z = logits.clone().requires_grad_()
+        kw = {"backend": "torch", **kw}
+        loss = losses.mixup_cross_entropy(z, ya, yb, reduction=reduction, **kw)
+        loss.backward(torch.ones_like(loss))
+        results.append((loss.detach(), z.grad))
+    for got, want, what in zip(results[1], results[0], ("loss", "grad"), strict=True):
+        assert got.dtype == want.dtype
+        _close(got, want, dtype, f"{variant} {what}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES[:3], ids=str)
@@ -233,3 +276,25 @@ def test_a_handed_out_gradient_changed_in_place_does_not_change_the_next_backwar
     z.grad.zero_()
     loss.backward()
     _close(z.grad, want, torch.float32, "backward after .grad was zeroed in place")
+
+
+_HOSTILE = {
+    "y_a": lambda y_a, y_b, kw: (y_a + 40, y_b, kw),  # past C
+    "y_b": lambda y_a, y_b, kw: (y_a, y_b - 40, kw),  # negative
+    "lam": lambda y_a, y_b, kw: (y_a, y_b, {**kw, "lam": float("nan")}),
+    "label_smoothing": lambda y_a, y_b, kw: (y_a, y_b, {**kw, "label_smoothing": 1.5}),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES[:3], ids=str)
+@pytest.mark.parametrize("name", list(_HOSTILE))
+@pytest.mark.parametrize("inplace", [False, True])
+def test_a_bad_value_of_a_common_call_is_named_before_anything_is_written(dtype, name, inplace):
+    logits, y_a, y_b, _, _ = _inputs(6, 40, dtype)
+    w = logits.clone().requires_grad_()
+    z = w * 1.0  # a non-leaf, so that inplace_backward may write into it
+    before = z.detach().clone()
+    ya, yb, kw = _HOSTILE[name](y_a, y_b, {"lam": 0.3, "label_smoothing": 0.0})
+    with pytest.raises(ValueError, match=name):
+        losses.mixup_cross_entropy(z, ya, yb, backend="torch", inplace_backward=inplace, **kw)
+    assert torch.equal(z.detach(), before) and w.grad is None

@@ -81,9 +81,9 @@ class FusedLoss(torch.autograd.Function):
         ctx.consts = [None if isinstance(a, Tensor) else a for a in args]  # None: saved
         if ctx.stored:
             scale = 1.0 / logits.shape[0] if reduction == "mean" else 1.0
-            rows, ctx.grad = kernels[3](logits, *args, scale)
+            loss, ctx.grad = kernels[3](logits, *args, scale, reduction)  # reduced in C
             ctx.save_for_backward(logits, *tensors)  # for a retained graph's later backwards
-            return reduce_to(rows, reduction, logits.dtype)
+            return loss
         if inplace:  # the backward overwrites the logits while it reads the args: copy sharers
             args = [
                 a.clone() if isinstance(a, Tensor) and shares_memory(a, logits) else a for a in args

@@ -33,17 +33,17 @@ static void forward_row(const Problem *p, int64_t i, void *loss, void *lse, void
     row_loss(p, i, stats_of(p, i, weigh_of(p)), loss, lse, tsum);
 }
 
-/* logits z: (batch, classes) contiguous, dtype dt; sparse target: y_a, y_b (int64, or int32
- * when y_i32), lam (stride lam_stride), eps; dense target: t (same shape, dtype tdt), with
- * y_a == NULL. Writes loss, lse and (dense) tsum, each (batch,). */
-int mixlab_ce_forward(const void *z, int dt, int64_t batch, int64_t classes, const void *y_a,
-                      const void *y_b, int y_i32, const void *lam, int64_t lam_stride,
-                      double eps, const void *t, int tdt, void *loss, void *lse, void *tsum,
-                      int n_threads) {
-    Problem p = {z, dt, batch, classes, y_a, y_b, y_i32, lam, lam_stride, eps, t, tdt};
+/* LossArgs: the logits z ((batch, classes) contiguous, dtype dt); a sparse target (y_a, y_b:
+ * int64, or int32 when y_i32; lam, stride lam_stride, or lam_value; eps) or a dense one (t,
+ * same shape, dtype tdt, with y_a == NULL); n_threads. Writes loss, lse and (dense) tsum,
+ * each (batch,) in the compute dtype. */
+int mixlab_ce_forward(const LossArgs *a) {
+    Scalar lam;
+    Problem p = problem_of(a, &lam);
     int status = check_problem(&p);
     if (status != LOSS_OK) return status;
-#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
-    for (int64_t i = 0; i < batch; i++) forward_row(&p, i, loss, lse, tsum);
+    void *loss = a->loss, *lse = a->lse, *tsum = a->tsum;
+#pragma omp parallel for schedule(static) num_threads(a->n_threads) if (a->n_threads > 1)
+    for (int64_t i = 0; i < p.batch; i++) forward_row(&p, i, loss, lse, tsum);
     return LOSS_OK;
 }

@@ -41,6 +41,57 @@ static inline int64_t elem_size(int dt) {
     return dt == MIXLAB_F64 ? 8 : dt == MIXLAB_F32 ? 4 : 2;
 }
 
+/* reductions of mixlab_ce_forward_grad's loss */
+enum { REDUCE_NONE = 0, REDUCE_SUM = 1, REDUCE_MEAN = 2 };
+
+/* One call's arguments, in one struct that mixlab.native.loss packs (struct "<" format,
+ * every field 8 bytes, so no padding): one ctypes argument instead of eighteen, whose
+ * conversions cost more than a small loss. A NULL lam (g) stands for the one value
+ * lam_value (g_value) for every row. Each entry point reads the fields it documents. */
+typedef struct {
+    const void *z;
+    int64_t dt, batch, classes;
+    const void *y_a, *y_b; /* NULL for a dense target */
+    int64_t y_i32;
+    const void *lam;
+    int64_t lam_stride;
+    double lam_value, eps;
+    const void *t; /* dense target, or NULL */
+    int64_t tdt;
+    const void *g; /* the gradient w.r.t. the per-row losses */
+    int64_t g_stride;
+    double g_value;
+    void *loss, *lse, *tsum, *out;
+    int64_t reduction, n_threads;
+} LossArgs;
+
+_Static_assert(sizeof(LossArgs) == 22 * 8, "LossArgs: mixlab.native.loss packs 22 fields");
+
+/* A per-row value of the compute dtype: the one behind a NULL lam or g. */
+typedef union {
+    float f32;
+    double f64;
+} Scalar;
+
+static inline const void *scalar(Scalar *s, int is64, double v) {
+    if (is64)
+        s->f64 = v;
+    else
+        s->f32 = (float)v;
+    return s;
+}
+
+/* The problem a call describes (its lam, if one value, kept in *lam). */
+static inline Problem problem_of(const LossArgs *a, Scalar *lam) {
+    Problem p = {a->z,   (int)a->dt,     a->batch,        a->classes, a->y_a, a->y_b,
+                 (int)a->y_i32, a->lam, a->lam_stride, a->eps,     a->t,   (int)a->tdt};
+    if (!p.lam && p.y_a) {
+        p.lam = scalar(lam, p.dt == MIXLAB_F64, a->lam_value);
+        p.lam_stride = 0;
+    }
+    return p;
+}
+
 /* The per-row vectors (lam, g, losses, lse, target sums) are float32, or float64 for float64
  * logits; a stride of 0 repeats one value for every row. */
 static inline double get(const void *p, int64_t i, int is64) {

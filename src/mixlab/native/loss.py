@@ -3,13 +3,14 @@ mixlab.losses dispatches to (the same as mixlab.kernels.cross_entropy's).
 
     mixup_ce_forward(logits, y_a, y_b, lam, eps) -> (loss, lse)
     mixup_ce_backward(grad_rows, logits, y_a, y_b, lam, eps, lse, out) -> out
-    mixup_ce_forward_grad(logits, y_a, y_b, lam, eps, scale) -> (loss, grad)
+    mixup_ce_forward_grad(logits, y_a, y_b, lam, eps, scale, reduction) -> (loss, grad)
     soft_ce_forward(logits, target) -> (loss, lse, target_sum)
     soft_ce_backward(grad_rows, logits, target, lse, target_sum, out) -> out
-    soft_ce_forward_grad(logits, target, scale) -> (loss, grad)
+    soft_ce_forward_grad(logits, target, scale, reduction) -> (loss, grad)
 
 The *_forward_grad pair (loss_fused.c) is the forward with the gradient (softmax - t) * scale
 of every row written beside it, one exp per logit: for callers that know the scale up front.
+Its loss is the one mixlab.losses returns: reduced ("none" by default), in the logits' dtype.
 
 Per-row results, lse included, are float32 (float64 for float64 logits). `out` may be the
 logits (the backward of inplace_backward=True). The O(1) checks below keep what the C code would
@@ -23,12 +24,13 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import struct
 
 import torch
 from torch import Tensor
 
 from mixlab import native, reference
-from mixlab.validation import check_labels, check_lam
+from mixlab.validation import check_labels, check_lam, check_reduction
 
 # The loss is bound by its exp (~0.3-0.5 ns per logit and thread, whatever the dtype), so
 # threads pay from about 64k logits (~25 us on one thread; waking a team costs ~5-20 us).
@@ -39,6 +41,10 @@ _LABEL_DTYPES = (torch.int64, torch.int32)
 _F64 = _DTYPE_CODES[torch.float64]
 _STATS = ("lse", "target_sum")
 _BAD_VALUES = (2, 3, 4)  # loss.c's status for a label of y_a, of y_b, a lam out of range
+# loss.h's LossArgs: z dt batch classes | y_a y_b y_i32 lam lam_stride lam_value eps t tdt |
+# g g_stride g_value | loss lse tsum out | reduction n_threads (pointers as integers, None: 0)
+_PACK = struct.Struct("<Qqqq QQqQqddQq Qqd QQQQ qq").pack
+_REDUCTIONS = {"none": 0, "sum": 1, "mean": 2}  # loss.h's REDUCE_*
 _declared: ctypes.CDLL | None = None
 
 
@@ -48,16 +54,11 @@ def _lib() -> ctypes.CDLL:
     global _declared
     lib = native._library or native.load()
     if lib is not _declared:
-        ptr, i64, c_int, f64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double
-        sparse = [ptr, ptr, c_int, ptr, i64, f64, ptr, c_int]  # y_a, y_b, y_i32, lam, .., t, tdt
-        lib.mixlab_ce_forward.argtypes = [ptr, c_int, i64, i64, *sparse, ptr, ptr, ptr, c_int]
-        lib.mixlab_ce_backward.argtypes = [ptr, i64, ptr, c_int, i64, i64, *sparse]
-        lib.mixlab_ce_backward.argtypes += [ptr, ptr, ptr, c_int]
-        lib.mixlab_ce_forward_grad.argtypes = [ptr, c_int, i64, i64, *sparse, ptr, i64]
-        lib.mixlab_ce_forward_grad.argtypes += [ptr, ptr, c_int]
-        lib.mixlab_ce_forward.restype = lib.mixlab_ce_backward.restype = c_int
-        lib.mixlab_ce_forward_grad.restype = c_int
-        lib.mixlab_vexp.argtypes = [ptr, ptr, i64]
+        # One LossArgs each, packed into an immutable bytes object: a second thread's call
+        # (ctypes releases the GIL) cannot change the arguments of this one.
+        for fn in (lib.mixlab_ce_forward, lib.mixlab_ce_backward, lib.mixlab_ce_forward_grad):
+            fn.argtypes, fn.restype = [ctypes.c_char_p], ctypes.c_int
+        lib.mixlab_vexp.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
         lib.mixlab_vexp.restype = None
         _declared = lib
     return lib
@@ -125,12 +126,11 @@ def _sparse_args(logits: Tensor, y_a, y_b, lam, eps, trusted: bool) -> tuple:
         raise ValueError("lam: expected a CPU float tensor of shape (B,)")
     if isinstance(lam, Tensor):
         lam, lam_stride = _rows("lam", lam, logits.shape[0], reference.compute_dtype(logits.dtype))
-        lam_ptr = lam.data_ptr()
-    else:  # a float mixlab.losses checked: one C number of the compute dtype, stride 0
-        lam = (ctypes.c_double if logits.dtype == torch.float64 else ctypes.c_float)(lam)
-        lam_ptr, lam_stride = ctypes.addressof(lam), 0
+        lam_ptr, lam_value = lam.data_ptr(), 0.0
+    else:  # a float mixlab.losses checked: loss.c reads lam_value for every row
+        lam_ptr, lam_stride, lam_value = 0, 0, lam
     y_i32 = int(y_a.dtype == torch.int32)
-    args = (y_a.data_ptr(), y_b.data_ptr(), y_i32, lam_ptr, lam_stride, eps, None, 0)
+    args = (y_a.data_ptr(), y_b.data_ptr(), y_i32, lam_ptr, lam_stride, lam_value, eps, 0, 0)
     return args, (y_a, y_b, lam)
 
 
@@ -141,7 +141,7 @@ def _dense_args(logits: Tensor, target: Tensor, trusted: bool) -> tuple:
         target = target.to(torch.float64)
     if not target.is_contiguous():
         target = target.contiguous()
-    return (None, None, 0, None, 0, 0.0, target.data_ptr(), _DTYPE_CODES[target.dtype]), target
+    return (0, 0, 0, 0, 0, 0.0, 0.0, target.data_ptr(), _DTYPE_CODES[target.dtype]), target
 
 
 def _check_target(logits: Tensor, target: Tensor) -> None:
@@ -176,20 +176,25 @@ def _check_status(status: int, logits: Tensor, kept) -> None:
         elif status == _BAD_VALUES[1]:
             check_labels("y_b", y_b, *logits.shape, logits.device)
         else:
-            check_lam(getattr(lam, "value", lam), logits.shape[0], logits.device)
+            check_lam(lam, logits.shape[0], logits.device)
     raise RuntimeError(f"mixlab.native.loss: status {status} from loss.c")
+
+
+def _call(entry, logits: Tensor, shape: tuple, target_args: tuple, kept, *rest) -> None:
+    """loss.c's `entry` on one packed LossArgs; rest: from g to n_threads."""
+    batch, classes, code = shape
+    status = entry(_PACK(logits.data_ptr(), code, batch, classes, *target_args, *rest))
+    if status:
+        _check_status(status, logits, kept)
 
 
 def _forward(logits: Tensor, shape: tuple, target_args: tuple, kept, n_out: int) -> tuple:
     batch, classes, code = shape
     dtype = torch.float64 if code == _F64 else torch.float32
     outs = [torch.empty(batch, dtype=dtype) for _ in range(n_out)]
-    ptrs = [o.data_ptr() for o in outs] + [None] * (3 - n_out)  # sparse: no target sums
-    status = _lib().mixlab_ce_forward(
-        logits.data_ptr(), code, batch, classes, *target_args, *ptrs, _threads(batch, classes)
-    )
-    if status:
-        _check_status(status, logits, kept)
+    ptrs = [o.data_ptr() for o in outs] + [0] * (3 - n_out)  # sparse: no target sums
+    rest = (0, 0, 0.0, *ptrs, 0, 0, _threads(batch, classes))
+    _call(_lib().mixlab_ce_forward, logits, shape, target_args, kept, *rest)
     return tuple(outs)
 
 
@@ -203,48 +208,47 @@ def _backward(grad_rows, logits, shape, target_args, kept, stats, out, trusted) 
     if not trusted:  # else: the forward's own, (B,) contiguous in the compute dtype
         named = zip(_STATS[: len(stats)], stats, strict=True)
         stats = [_rows(name, t, batch, dtype)[0].contiguous() for name, t in named]
-    status = _lib().mixlab_ce_backward(
-        g.data_ptr(),
-        g_stride,
-        logits.data_ptr(),
-        code,
-        batch,
-        classes,
-        *target_args,
-        stats[0].data_ptr(),
-        stats[1].data_ptr() if len(stats) > 1 else None,
-        out.data_ptr(),
+    tsum = stats[1].data_ptr() if len(stats) > 1 else 0
+    rest = (g.data_ptr(), g_stride, 0.0, 0, stats[0].data_ptr(), tsum, out.data_ptr())
+    _call(
+        _lib().mixlab_ce_backward,
+        logits,
+        shape,
+        target_args,
+        kept,
+        *rest,
+        0,
         _threads(batch, classes),
     )
-    if status:
-        _check_status(status, logits, kept)
     return out
 
 
-def _forward_grad(logits, shape, target_args, kept, n_stats, scale: float) -> tuple:
-    """(per-row losses, gradient (softmax - t) * scale in the logits' dtype)."""
+def _forward_grad(logits, shape, target_args, kept, n_stats, scale: float, reduction) -> tuple:
+    """(the loss in the logits' dtype, reduced as `reduction` asks, and the gradient
+    (softmax - t) * scale of every row, in the logits' dtype)."""
     batch, classes, code = shape
     if code == _F64:  # float64 (gradcheck) keeps the two calls
         rows, *stats = _forward(logits, shape, target_args, kept, n_stats)
         g = torch.tensor(scale, dtype=torch.float64).expand(batch)
         out = torch.empty_like(logits)
-        return rows, _backward(g, logits, shape, target_args, kept, stats, out, True)
-    rows, grad, g = torch.empty(batch), torch.empty_like(logits), ctypes.c_float(scale)
-    status = _lib().mixlab_ce_forward_grad(
-        logits.data_ptr(),
-        code,
-        batch,
-        classes,
-        *target_args,
-        ctypes.addressof(g),
-        0,
-        rows.data_ptr(),
-        grad.data_ptr(),
+        grad = _backward(g, logits, shape, target_args, kept, stats, out, True)
+        return reference.reduce_loss(rows, reduction), grad
+    code_reduction = _REDUCTIONS.get(reduction)
+    if code_reduction is None:
+        check_reduction(reduction)
+    loss = logits.new_empty(batch if code_reduction == 0 else ())
+    grad = torch.empty_like(logits)
+    rest = (0, 0, scale, loss.data_ptr(), 0, 0, grad.data_ptr(), code_reduction)
+    _call(
+        _lib().mixlab_ce_forward_grad,
+        logits,
+        shape,
+        target_args,
+        kept,
+        *rest,
         _threads(batch, classes),
     )
-    if status:
-        _check_status(status, logits, kept)
-    return rows, grad
+    return loss, grad
 
 
 # `trusted=True`: the arguments are mixlab.losses' own, checked there already (dtype,
@@ -264,10 +268,10 @@ def mixup_ce_backward(grad_rows, logits, y_a, y_b, lam, eps, lse, out, trusted=F
     return _backward(grad_rows, logits, shape, args, kept, (lse,), out, trusted)
 
 
-def mixup_ce_forward_grad(logits, y_a, y_b, lam, eps, scale, trusted=False):
+def mixup_ce_forward_grad(logits, y_a, y_b, lam, eps, scale, reduction="none", trusted=False):
     shape = _shape(logits, trusted)
     args, kept = _sparse_args(logits, y_a, y_b, lam, float(eps), trusted)
-    return _forward_grad(logits, shape, args, kept, 2, float(scale))
+    return _forward_grad(logits, shape, args, kept, 2, float(scale), reduction)
 
 
 def soft_ce_forward(logits, target, trusted=False):
@@ -282,10 +286,10 @@ def soft_ce_backward(grad_rows, logits, target, lse, target_sum, out, trusted=Fa
     return _backward(grad_rows, logits, shape, args, kept, (lse, target_sum), out, trusted)
 
 
-def soft_ce_forward_grad(logits, target, scale, trusted=False):
+def soft_ce_forward_grad(logits, target, scale, reduction="none", trusted=False):
     shape = _shape(logits, trusted)
     args, kept = _dense_args(logits, target, trusted)
-    return _forward_grad(logits, shape, args, kept, 3, float(scale))
+    return _forward_grad(logits, shape, args, kept, 3, float(scale), reduction)
 
 
 def trusted(fn):

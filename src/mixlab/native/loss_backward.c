@@ -94,16 +94,17 @@ static void backward_row(const Problem *p, int64_t i, const void *g, int64_t g_s
     }
 }
 
-/* The gradient (softmax - t) * g of the forward's problem into out (which may be z); g:
- * (batch,) with stride g_stride; lse and tsum: the forward's. */
-int mixlab_ce_backward(const void *g, int64_t g_stride, const void *z, int dt, int64_t batch,
-                       int64_t classes, const void *y_a, const void *y_b, int y_i32,
-                       const void *lam, int64_t lam_stride, double eps, const void *t, int tdt,
-                       const void *lse, const void *tsum, void *out, int n_threads) {
-    Problem p = {z, dt, batch, classes, y_a, y_b, y_i32, lam, lam_stride, eps, t, tdt};
+/* The gradient (softmax - t) * g of the forward's problem (LossArgs as mixlab_ce_forward's)
+ * into out (which may be z); g: (batch,) with stride g_stride; lse and tsum: the forward's. */
+int mixlab_ce_backward(const LossArgs *a) {
+    Scalar lam;
+    Problem p = problem_of(a, &lam);
     int status = check_problem(&p);
     if (status != LOSS_OK) return status;
-#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
-    for (int64_t i = 0; i < batch; i++) backward_row(&p, i, g, g_stride, lse, tsum, out);
+    const void *g = a->g, *lse = a->lse, *tsum = a->tsum;
+    int64_t g_stride = a->g_stride;
+    char *out = a->out;
+#pragma omp parallel for schedule(static) num_threads(a->n_threads) if (a->n_threads > 1)
+    for (int64_t i = 0; i < p.batch; i++) backward_row(&p, i, g, g_stride, lse, tsum, out);
     return LOSS_OK;
 }

@@ -89,30 +89,44 @@ static void row_with_grad(const Problem *p, int64_t i, const void *g_rows, int64
         FUSED_ROW_FOR(MIXLAB_BF16);
 }
 
-/* The forward's loss (batch,) and its gradient (softmax - t) * g into out (the logits'
- * dtype and shape, not the logits themselves); g: (batch,) float32 with stride g_stride.
- * Arguments otherwise as mixlab_ce_forward's. Float32/float16/bfloat16 logits only. */
-int mixlab_ce_forward_grad(const void *z, int dt, int64_t batch, int64_t classes,
-                           const void *y_a, const void *y_b, int y_i32, const void *lam,
-                           int64_t lam_stride, double eps, const void *t, int tdt,
-                           const void *g, int64_t g_stride, void *loss, void *out,
-                           int n_threads) {
-    Problem p = {z, dt, batch, classes, y_a, y_b, y_i32, lam, lam_stride, eps, t, tdt};
-    if (dt == MIXLAB_F64) return LOSS_BAD_DTYPE;
+/* The loss of rows (float32), reduced as `reduction` asks (a sum in double, in row order),
+ * into loss in dtype dt: (batch,) for REDUCE_NONE, else one value. */
+static void reduce_rows(const float *rows, int64_t batch, int reduction, int dt, void *loss) {
+    if (reduction == REDUCE_NONE) {
+        for (int64_t i = 0; i < batch; i++) store_one(loss, dt, i, rows[i]);
+        return;
+    }
+    double sum = 0.0;
+    for (int64_t i = 0; i < batch; i++) sum += rows[i];
+    store_one(loss, dt, 0, (float)(reduction == REDUCE_MEAN ? sum / (double)batch : sum));
+}
+
+/* The forward's loss, reduced (reduce_rows) into loss in the logits' dtype, and its gradient
+ * (softmax - t) * g into out (the logits' dtype and shape, not the logits themselves); g:
+ * (batch,) float32 with stride g_stride, or g_value. LossArgs otherwise as
+ * mixlab_ce_forward's. Float32/float16/bfloat16 logits only. */
+int mixlab_ce_forward_grad(const LossArgs *a) {
+    Scalar lam, g_one;
+    Problem p = problem_of(a, &lam);
+    if (p.dt == MIXLAB_F64) return LOSS_BAD_DTYPE;
     int status = check_problem(&p);
     if (status != LOSS_OK) return status;
-    if (n_threads < 1) n_threads = 1;
-    float *scratch = 0; /* 16-bit logits: one float32 row per thread for exp(z - m) */
-    if (dt != MIXLAB_F32) {
-        scratch = malloc((size_t)n_threads * (size_t)classes * sizeof(float));
-        if (!scratch) return LOSS_NO_MEMORY;
-    }
+    const void *g = a->g ? a->g : scalar(&g_one, 0, a->g_value);
+    int64_t g_stride = a->g ? a->g_stride : 0, batch = p.batch, classes = p.classes;
+    int n_threads = a->n_threads < 1 ? 1 : (int)a->n_threads;
+    char *out = a->out;
+    /* the rows' float32 losses, then (16-bit logits) one float32 row per thread for
+     * exp(z - m) */
+    size_t per_thread = p.dt == MIXLAB_F32 ? 0 : (size_t)classes;
+    float *rows = malloc(((size_t)batch + (size_t)n_threads * per_thread) * sizeof(float));
+    if (!rows) return LOSS_NO_MEMORY;
 #pragma omp parallel num_threads(n_threads) if (n_threads > 1)
     {
-        float *mine = scratch ? scratch + (int64_t)omp_get_thread_num() * classes : 0;
+        float *mine = per_thread ? rows + batch + omp_get_thread_num() * per_thread : 0;
 #pragma omp for schedule(static)
-        for (int64_t i = 0; i < batch; i++) row_with_grad(&p, i, g, g_stride, mine, loss, out);
+        for (int64_t i = 0; i < batch; i++) row_with_grad(&p, i, g, g_stride, mine, rows, out);
     }
-    free(scratch);
+    reduce_rows(rows, batch, (int)a->reduction, p.dt, a->loss);
+    free(rows);
     return LOSS_OK;
 }
