@@ -346,3 +346,13 @@ def test_the_probe_forgives_a_slow_first_call_and_the_budget_sets_the_rounds():
         measure.probe_s(lambda: time.sleep(0.001), None, cpu, max_call_s=1e-9)
     budget = measure.Budget(seconds=1.0, min_rounds=3, max_rounds=50)
     assert [budget.rounds(s) for s in (10.0, 0.1, 1e-6)] == [3, 10, 50]
+
+
+def test_round_robin_takes_one_call_of_each_per_round_each_beside_the_baseline():
+    log = []
+    calls = [lambda name=name: log.append(name) for name in ("a", "b", "c")]
+    budget = measure.Budget(seconds=10.0, min_rounds=4, max_rounds=4)
+    timed = measure.time_round_robin(calls, lambda: log.append("copy"), torch.device("cpu"), budget)
+    assert [(fn.n, copy.n) for fn, copy in timed] == [(4, 4)] * 3
+    rounds = log[-4 * 6 :]  # after the probes and the warm-up round
+    assert rounds == ["a", "copy", "b", "copy", "c", "copy"] * 4

@@ -13,14 +13,17 @@ against t = lam * onehot(y_a) + (1 - lam) * onehot(y_b), and its gradient w.r.t.
     mixlab-torch         mixlab.mixup_cross_entropy(..., backend="torch")   (CPU)
     mixlab-triton        mixlab.mixup_cross_entropy(..., backend="triton")  (CUDA)
 
-Time: the measurement core (mixlab.benchmarks.measure) of one forward + backward, alternating with a
-copy of the logits (`y.copy_(logits)`), so that both see the same machine. gbps counts the
-three passes over the logits a fused loss needs (read in the forward; read, and write the
-gradient, in the backward) and frac_copy divides it by the copy's GB/s (2 x the logits'
-bytes): the share of the reachable bandwidth. vs_best_peer is the median time over the best
-peer's (the fastest entry of PEERS that is not mixlab's own) at the same (B, C) and dtype,
-in the same run; vs_best_peer_min the same for the fastest call of each, the estimate least
-disturbed by other work on a shared machine.
+Time: the measurement core (mixlab.benchmarks.measure) of one forward + backward,
+alternating with a copy of the logits (`y.copy_(logits)`), so that both see the same
+machine; in `mixlab bench` every implementation of a case is timed in the same rounds (one
+step of each per round, measure.time_round_robin), so that vs_best_peer compares steps
+taken side by side. gbps counts the three passes over the logits a fused loss needs (read
+in the forward; read, and write the gradient, in the backward) and frac_copy divides it by
+the copy's GB/s (2 x the logits' bytes): the share of the reachable bandwidth.
+vs_best_peer is the median time over the best peer's (the fastest entry of PEERS that is
+not mixlab's own) at the same (B, C) and dtype, in the same run; vs_best_peer_min the same
+for the fastest call of each, the estimate least disturbed by other work on a shared
+machine.
 Peak extra memory: mixlab.benchmarks.memory.peak_extra_bytes of one forward + backward (it
 includes the gradient, B x C in the logits' dtype, which every implementation must produce),
 also as a multiple of the logits' size.
@@ -43,7 +46,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 import mixlab
-from mixlab.benchmarks.measure import Beside, Budget, rates, time_beside
+from mixlab.benchmarks.measure import Beside, Budget, rates, time_beside, time_round_robin
 from mixlab.benchmarks.memory import peak_extra_bytes
 from mixlab.benchmarks.registry import Implementation, by_name, is_ours, runs_on
 from mixlab.benchmarks.timing import measure_beside
@@ -167,14 +170,29 @@ def measure_loss(
     impl: str, logits, y_a, y_b, device, repeats: int, beside: Beside = measure_beside
 ) -> dict:
     """One forward + backward of `impl`, through the measurement core (mixlab.benchmarks
-    .measure) and timed by `beside`: the numbers of its loss.csv row."""
+    .measure) and timed by `beside`: the numbers of its loss.csv row (bench/'s harness)."""
     device = torch.device(device)
     step = fwd_bwd_step(PEERS[impl].make_loss(), logits, y_a, y_b)
     copy = torch.empty_like(logits)
-    budget = Budget(ROW_SECONDS, MIN_REPEATS, max(MIN_REPEATS, repeats))
-    timing, copy_timing = time_beside(
-        step, lambda: copy.copy_(logits), device, budget, beside=beside
-    )
+    timings = time_beside(step, lambda: copy.copy_(logits), device, _budget(repeats), beside=beside)
+    return _numbers(step, logits, device, *timings)
+
+
+def measure_case(impls: list[str], logits, y_a, y_b, device, repeats: int) -> list[dict]:
+    """The loss.csv numbers of every impl on one case, their steps timed in common rounds
+    (measure.time_round_robin: one step of each per round, each beside a copy)."""
+    steps = [fwd_bwd_step(PEERS[impl].make_loss(), logits, y_a, y_b) for impl in impls]
+    copy = torch.empty_like(logits)
+    budget = _budget(repeats, len(impls))
+    timed = time_round_robin(steps, lambda: copy.copy_(logits), device, budget)
+    return [_numbers(step, logits, device, *t) for step, t in zip(steps, timed, strict=True)]
+
+
+def _budget(repeats: int, impls: int = 1) -> Budget:
+    return Budget(ROW_SECONDS * impls, MIN_REPEATS, max(MIN_REPEATS, repeats))
+
+
+def _numbers(step, logits, device, timing, copy_timing) -> dict:
     peak = peak_extra_bytes(step, device)
     logits_bytes = logits.numel() * logits.element_size()
     # a fused loss reads the logits twice and writes the gradient once; a copy: 1 + 1
@@ -209,22 +227,19 @@ def run_loss_bench(
     unknown = sorted(set(impls) - set(PEERS))
     if unknown:
         raise ValueError(f"impls: unknown {unknown}; known: {list(PEERS)}")
-    grid = [(impl, case, dtype) for case in cases for dtype in dtypes for impl in impls]
+    grid = [(case, dtype) for case in cases for dtype in dtypes]
     rows = []
-    for impl, (batch, classes), dtype in tqdm(grid, desc="loss bench", disable=not progress):
-        row = dict(
-            impl=impl,
-            batch=batch,
-            classes=classes,
-            dtype=str(dtype).removeprefix("torch."),
-            device=device.type,
-        )
-        reason = PEERS[impl].requires(device)
-        if reason is not None:
-            rows.append(row | dict.fromkeys(COLUMNS[5:], math.nan) | dict(status=reason))
-            continue
+    for (batch, classes), dtype in tqdm(grid, desc="loss bench", disable=not progress):
+        keys = dict(batch=batch, classes=classes, dtype=str(dtype).removeprefix("torch."))
+        keys["device"] = device.type
+        reasons = {impl: PEERS[impl].requires(device) for impl in impls}
+        runnable = [impl for impl in impls if reasons[impl] is None]
         logits, y_a, y_b = make_inputs(batch, classes, dtype, device)
-        rows.append(row | measure_loss(impl, logits, y_a, y_b, device, repeats))
+        numbers = measure_case(runnable, logits, y_a, y_b, device, repeats) if runnable else []
+        numbers = dict(zip(runnable, numbers, strict=True))
+        for impl in impls:
+            unmeasured = dict.fromkeys(COLUMNS[5:], math.nan) | dict(status=reasons[impl])
+            rows.append(dict(impl=impl, **keys, **numbers.get(impl, unmeasured)))
     frame = pd.DataFrame(rows, columns=COLUMNS)
     peers = frame[frame["impl"].isin(_THEIRS)].groupby(["batch", "classes", "dtype"])
     for stat, ratio in (("median_ms", "vs_best_peer"), ("min_ms", "vs_best_peer_min")):

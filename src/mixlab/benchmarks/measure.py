@@ -23,7 +23,7 @@ import torch
 
 from mixlab.benchmarks import compare, provenance
 from mixlab.benchmarks.peers import Peer, effective_bytes
-from mixlab.benchmarks.timing import Timing, measure_beside
+from mixlab.benchmarks.timing import Timing, measure_beside, measure_round_robin
 
 if TYPE_CHECKING:
     from mixlab.benchmarks.cases import Case
@@ -113,6 +113,19 @@ def time_beside(
     """Timings of `call` and of `copy`, in the rounds that `budget` allows."""
     rounds = budget.rounds(probe_s(call, setup, device, budget.max_call_s))
     return beside(call, copy, device, repeats=rounds, setup=setup)
+
+
+def time_round_robin(
+    calls: list[Callable[[], object]], copy, device: torch.device, budget: Budget
+) -> list[tuple[Timing, Timing]]:
+    """[(timing of call, timing of the copy beside it)] for implementations that will be
+    compared with each other: on the CPU in common rounds (timing.measure_round_robin), as
+    many as `budget` allows for all of them together; on CUDA each by do_bench."""
+    if device.type == "cuda":
+        return [measure_beside(call, copy, device) for call in calls]
+    together_s = sum(probe_s(call, None, device, budget.max_call_s) for call in calls)
+    rounds = budget.rounds(together_s)
+    return measure_round_robin([(call, None) for call in calls], copy, repeats=rounds)
 
 
 def rates(

@@ -8,6 +8,8 @@ skew.
 `measure_beside` times a callable and a baseline (the copy of the same bytes) in
 alternating calls on the CPU: whatever else runs on the machine slows both alike, so
 their ratio survives a noisy machine better than two separate measurements do.
+`measure_round_robin` does the same for several callables at once (the loss sweep's
+implementations of one case), so that their ratios to each other survive it too.
 """
 
 from __future__ import annotations
@@ -90,11 +92,28 @@ def measure_beside(
     On the CPU the calls alternate; on CUDA each gets its own do_bench."""
     if torch.device(device).type == "cuda":
         return _cuda_bench(fn, setup), _cuda_bench(baseline, None)
+    ((fn_t, base_t),) = measure_round_robin([(fn, setup)], baseline, warmup=warmup, repeats=repeats)
+    return fn_t, base_t
+
+
+def measure_round_robin(
+    calls: list[tuple[Callable[[], object], Callable[[], object] | None]],
+    baseline: Callable[[], object],
+    *,
+    warmup: int = 1,
+    repeats: int = 10,
+) -> list[tuple[Timing, Timing]]:
+    """CPU: time every (fn, setup) of `calls` and the baseline in `repeats` rounds, each
+    round calling every fn once, each followed by the baseline: [(timing of fn, timing of
+    the baselines after it)]. Implementations compared with each other then see the same
+    machine round by round, so their ratio survives a drift that separate runs would not."""
     for _ in range(warmup):
-        _timed_call(fn, setup)
-        _timed_call(baseline, None)
-    fn_s, base_s = [], []
+        for fn, setup in calls:
+            _timed_call(fn, setup)
+            _timed_call(baseline, None)
+    samples = [([], []) for _ in calls]
     for _ in range(repeats):
-        fn_s.append(_timed_call(fn, setup))
-        base_s.append(_timed_call(baseline, None))
-    return Timing.from_samples(fn_s), Timing.from_samples(base_s)
+        for (fn, setup), (fn_s, base_s) in zip(calls, samples, strict=True):
+            fn_s.append(_timed_call(fn, setup))
+            base_s.append(_timed_call(baseline, None))
+    return [(Timing.from_samples(f), Timing.from_samples(b)) for f, b in samples]
