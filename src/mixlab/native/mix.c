@@ -117,21 +117,15 @@ static inline void copy_run(char *d, const char *s, int64_t n) {
         int64_t j = 0;
         for (; j + 64 <= n; j += 64) memcpy(d + j, s + j, 64);
         if (j < n) memcpy(d + n - 64, s + n - 64, 64);
-    } else if (n >= 32) {
-        memcpy(d, s, 32);
-        memcpy(d + n - 32, s + n - 32, 32);
-    } else if (n >= 16) {
-        memcpy(d, s, 16);
-        memcpy(d + n - 16, s + n - 16, 16);
-    } else if (n >= 8) {
-        memcpy(d, s, 8);
-        memcpy(d + n - 8, s + n - 8, 8);
-    } else if (n >= 4) {
-        memcpy(d, s, 4);
-        memcpy(d + n - 4, s + n - 4, 4);
-    } else {
-        for (int64_t j = 0; j < n; j++) d[j] = s[j];
+        return;
     }
+    for (int64_t size = 32; size >= 4; size /= 2) /* unrolled: each size a constant */
+        if (n >= size) {
+            memcpy(d, s, (size_t)size);
+            memcpy(d + n - size, s + n - size, (size_t)size);
+            return;
+        }
+    for (int64_t j = 0; j < n; j++) d[j] = s[j];
 }
 
 /* The lines [l0, l1) of a tile: each starts at byte offset off (from its row's start), and
