@@ -112,20 +112,30 @@ static inline float row_lam(const Walk *w, int64_t row) {
 /* n bytes from s to d for CutMix's box lines, which are short (a CIFAR box line is 46 or
  * 92 bytes): fixed-size moves the compiler inlines as vector loads and stores, the last
  * one overlapping the one before, instead of a libc call per line. */
+/* The first and the last `size` bytes of n (size <= n <= 2 * size): two fixed-size moves
+ * where size is a constant (gcc turns a memcpy of variable size into rep movsb, whose
+ * start-up costs more than a short line). */
+static inline void copy_ends(char *d, const char *s, int64_t n, size_t size) {
+    memcpy(d, s, size);
+    memcpy(d + n - size, s + n - size, size);
+}
+
 static inline void copy_run(char *d, const char *s, int64_t n) {
     if (n >= 64) {
         int64_t j = 0;
         for (; j + 64 <= n; j += 64) memcpy(d + j, s + j, 64);
         if (j < n) memcpy(d + n - 64, s + n - 64, 64);
-        return;
+    } else if (n >= 32) {
+        copy_ends(d, s, n, 32);
+    } else if (n >= 16) {
+        copy_ends(d, s, n, 16);
+    } else if (n >= 8) {
+        copy_ends(d, s, n, 8);
+    } else if (n >= 4) {
+        copy_ends(d, s, n, 4);
+    } else {
+        for (int64_t j = 0; j < n; j++) d[j] = s[j];
     }
-    for (int64_t size = 32; size >= 4; size /= 2) /* unrolled: each size a constant */
-        if (n >= size) {
-            memcpy(d, s, (size_t)size);
-            memcpy(d + n - size, s + n - size, (size_t)size);
-            return;
-        }
-    for (int64_t j = 0; j < n; j++) d[j] = s[j];
 }
 
 /* The lines [l0, l1) of a tile: each starts at byte offset off (from its row's start), and
