@@ -20,7 +20,7 @@ import functools
 
 import torch
 
-from mixlab import device_checks, device_plans, mixing_autograd, native, reference
+from mixlab import cpu_path, device_checks, device_plans, mixing_autograd, native, reference
 from mixlab.backends import resolve
 from mixlab.validation import (
     check_batch,
@@ -41,6 +41,8 @@ def mix_(
     Autograd: on an x that requires grad the mix is an in-place op with its backward (the
     transposed mix, mixlab.mixing_autograd); a leaf that requires grad is refused. Returns x.
     """
+    if cpu_path.mix_(x, perm, lam, backend):  # the CPU's common call, its values checked in C
+        return x
     perm, lam, resolved = _check_mix_args(x, perm, lam, backend)
     return mix_drawn_(x, perm, None, lam, resolved)
 
@@ -61,6 +63,9 @@ def mix(
 ) -> torch.Tensor:
     """Out-of-place twin of `mix_`: returns the mixed batch and leaves x untouched;
     differentiable w.r.t. x on every backend."""
+    out = cpu_path.mix(x, perm, lam, backend)  # the CPU's common call, as for mix_
+    if out is not None:
+        return out
     perm, lam, resolved = _check_mix_args(x, perm, lam, backend)
     if resolved == "reference":
         _check_perm_values_on_device(perm)
@@ -86,6 +91,9 @@ def cutmix_(
     an empty plane (H = 0 or W = 0) the box is empty and lam = 1.0 (nothing is pasted).
     Autograd as for `mix_`: the backward pastes the gradient with the inverse permutation.
     """
+    done = cpu_path.cutmix_(x, perm, box, backend)  # the CPU's common call, as for mix_
+    if done is not None:
+        return done
     check_batch("x", x, min_ndim=3)
     check_permutation(perm, x.shape[0], x.device)
     perm = _unaliased(perm, x)

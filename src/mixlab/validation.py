@@ -19,6 +19,9 @@ DOUBLE_BACKWARD = (
     "{name}: double backward (a gradient of the gradient) is not supported by mixlab's fast "
     "losses; use backend='reference' for it"
 )
+# check_permutation's value errors, raised word for word by the C path too (mixlab.native).
+PERM_RANGE = "perm: values must lie in [0, {batch})"
+PERM_REPEATS = "perm: not a permutation of range(B) (a row repeats)"
 
 
 def is_int(value) -> bool:
@@ -33,6 +36,11 @@ def is_real(value) -> bool:
 
 def check_box(box, height: int, width: int) -> tuple[int, int, int, int]:
     """CutMix's box (y0, y1, x0, x1) as four ints within the last two dims (height, width)."""
+    if type(box) is tuple and len(box) == 4:  # the common case, before slower checks
+        y0, y1, x0, x1 = box
+        ints = type(y0) is type(y1) is type(x0) is type(x1) is int
+        if ints and 0 <= y0 <= y1 <= height and 0 <= x0 <= x1 <= width:
+            return box
     if not isinstance(box, (tuple, list)) or len(box) != 4:
         raise TypeError(f"box: expected a tuple (y0, y1, x0, x1), got {box!r}")
     if not all(is_int(v) for v in box):
@@ -91,9 +99,9 @@ def check_permutation(perm: torch.Tensor, batch: int, device: torch.device) -> N
     if device_checks.on_device(device):
         return  # the values: on the device, where the plan is built (mixlab.device_plans)
     if int(perm.min()) < 0 or int(perm.max()) >= batch:
-        raise ValueError(f"perm: values must lie in [0, {batch})")
+        raise ValueError(PERM_RANGE.format(batch=batch))
     if not bool((torch.bincount(perm, minlength=batch) == 1).all()):
-        raise ValueError("perm: not a permutation of range(B) (a row repeats)")
+        raise ValueError(PERM_REPEATS)
 
 
 def check_lam(

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import torch
 
+from mixlab.device_checks import LAM_MESSAGE as LAM_RANGE
 from mixlab.native import build
-from mixlab.validation import check_box
+from mixlab.validation import PERM_RANGE, PERM_REPEATS, check_box
 
 # One library: the mixing walk (mix.c) and the fused loss (loss.c's forward,
 # loss_backward.c, loss_fused.c's forward with the gradient); the headers they include are
@@ -50,7 +51,8 @@ MIN_RUN_BYTES = 2048
 PARALLEL_MIN_BYTES = 1 << 18
 
 _DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}  # mix.c's enum
-_BAD_PERM = 2  # mix.c's status code for a perm value outside [0, B); 1 is out of memory
+# mix.c's status codes (1 is out of memory): perm outside [0, B), perm repeats, lam bad
+_BAD_PERM, _PERM_REPEATS, _BAD_LAM = 2, 3, 4
 _lock = threading.Lock()
 _library: ctypes.CDLL | None = None
 
@@ -136,8 +138,14 @@ def _check_layout(x: torch.Tensor, perm: torch.Tensor, lam=None) -> None:
 
 
 def _check(status: int, name: str, batch: int) -> None:
+    """Raise what mix.c's status means; its value errors are mixlab.validation's, word for
+    word (mix.c checks perm and a per-sample lam before it writes anything)."""
     if status == _BAD_PERM:
-        raise ValueError(f"perm: values must lie in [0, {batch})")
+        raise ValueError(PERM_RANGE.format(batch=batch))
+    if status == _PERM_REPEATS:
+        raise ValueError(PERM_REPEATS)
+    if status == _BAD_LAM:
+        raise ValueError(LAM_RANGE)
     if status != 0:
         raise MemoryError(f"mixlab.native.{name}: out of memory for the cycle plan")
 
@@ -146,12 +154,19 @@ def mix_(x: torch.Tensor, perm: torch.Tensor, lam: float | torch.Tensor) -> None
     """In place: x[i] <- lam_i x[i] + (1 - lam_i) x[perm[i]], with x's values before the call.
 
     x: contiguous CPU float32/float16/bfloat16; perm: CPU int64 permutation of range(B);
-    lam: a float, or a contiguous (B,) float32 tensor.
+    lam: a float, or a contiguous (B,) float32 tensor. perm's and lam's values are checked
+    in C before anything is written (ValueError naming them).
     """
+    perm = perm.contiguous()  # a strided perm is valid; the C code reads a contiguous one
     _check_layout(x, perm, lam)
+    mix_laid_out_(x, perm, lam)
+
+
+def mix_laid_out_(x: torch.Tensor, perm: torch.Tensor, lam: float | torch.Tensor) -> None:
+    """mix_ for arguments whose layout the caller has checked (mixlab.cpu_path)."""
     batch = x.shape[0]
     per_sample = isinstance(lam, torch.Tensor)
-    status = load().mixlab_mix(
+    status = (_library or load()).mixlab_mix(
         x.data_ptr(),
         _DTYPE_CODES[x.dtype],
         batch,
@@ -163,26 +178,32 @@ def mix_(x: torch.Tensor, perm: torch.Tensor, lam: float | torch.Tensor) -> None
         TILE_BYTES,
         MIN_RUN_BYTES,
     )
-    _check(status, "mix_", batch)
+    if status:
+        _check(status, "mix_", batch)
 
 
 def cutmix_(x: torch.Tensor, perm: torch.Tensor, box: tuple[int, int, int, int]) -> None:
     """In place: x[i][..., y0:y1, x0:x1] <- x[perm[i]][..., y0:y1, x0:x1] (pre-call values).
 
-    box = (y0, y1, x0, x1) over the last two dims, already clipped to them.
+    box = (y0, y1, x0, x1) over the last two dims, already clipped to them. perm is checked
+    even when the box is empty.
     """
+    perm = perm.contiguous()
     _check_layout(x, perm)
     if x.ndim < 3:
         raise ValueError(f"x: CutMix needs (B, ..., H, W), got shape {tuple(x.shape)}")
+    cutmix_laid_out_(x, perm, check_box(box, x.shape[-2], x.shape[-1]))
+
+
+def cutmix_laid_out_(x: torch.Tensor, perm: torch.Tensor, box: tuple[int, int, int, int]) -> None:
+    """cutmix_ for arguments the caller has checked: layout, x.ndim >= 3, the box."""
     batch, height, width = x.shape[0], x.shape[-2], x.shape[-1]
-    y0, y1, x0, x1 = check_box(box, height, width)
-    if y1 == y0 or x1 == x0:
-        return
-    status = load().mixlab_cutmix(
+    y0, y1, x0, x1 = box
+    status = (_library or load()).mixlab_cutmix(
         x.data_ptr(),
         x.element_size(),
         batch,
-        x.numel() // (batch * height * width),
+        x.numel() // (batch * height * width) if height * width else 0,
         height,
         width,
         perm.data_ptr(),
@@ -194,17 +215,24 @@ def cutmix_(x: torch.Tensor, perm: torch.Tensor, box: tuple[int, int, int, int])
         TILE_BYTES,
         MIN_RUN_BYTES,
     )
-    _check(status, "cutmix_", batch)
+    if status:
+        _check(status, "cutmix_", batch)
 
 
 def mix(x: torch.Tensor, perm: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:
     """Out of place, in one pass: out[i] <- lam_i x[i] + (1 - lam_i) x[perm[i]] (x is left
     alone); the same arguments as `mix_`, the same bits as the reference."""
+    perm = perm.contiguous()
     _check_layout(x, perm, lam)
+    return mix_laid_out(x, perm, lam)
+
+
+def mix_laid_out(x: torch.Tensor, perm: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:
+    """mix for arguments whose layout the caller has checked (mixlab.cpu_path)."""
     out = torch.empty_like(x, memory_format=torch.contiguous_format)
     batch = x.shape[0]
     per_sample = isinstance(lam, torch.Tensor)
-    status = load().mixlab_mix_out(
+    status = (_library or load()).mixlab_mix_out(
         out.data_ptr(),
         x.data_ptr(),
         _DTYPE_CODES[x.dtype],
@@ -215,5 +243,6 @@ def mix(x: torch.Tensor, perm: torch.Tensor, lam: float | torch.Tensor) -> torch
         0.0 if per_sample else lam,
         _threads(x),
     )
-    _check(status, "mix", batch)
+    if status:
+        _check(status, "mix", batch)
     return out

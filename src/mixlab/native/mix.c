@@ -6,10 +6,10 @@
  * are visited in cycle order; only the last row needs a kept copy of c0. Every element
  * is then read once from memory and written once: the traffic of a copy (docs/design.md
  * §3). Rows are cut into column tiles small enough that "next" is still in L1/L2
- * when it becomes "cur", and (cycle, tile) tasks go to threads: no two tasks touch the
- * same element, so the walk is race-free without locks. Rows come in permutation order,
- * which the hardware prefetcher cannot guess, so while row c_k is mixed the same tile of
- * c_{k+2} is prefetched.
+ * when it becomes "cur", and (cycle, tile) tasks go to threads in fixed shares (worker):
+ * no two tasks touch the same element, so the walk is race-free without locks. Rows come
+ * in permutation order, which the hardware prefetcher cannot guess, so while row c_k is
+ * mixed the same tile of c_{k+2} is prefetched.
  *
  * Threads come from OpenMP: torch ships libgomp.so.1 and has loaded it before this
  * library, so the dynamic loader binds us to the same runtime and thread pool (no second
@@ -28,8 +28,53 @@
 #include "simd.h"
 
 enum { MAX_THREADS = 256 };
-/* status codes of the entry points; on an error no byte of x has been written */
-enum { MIXLAB_OK = 0, MIXLAB_NO_MEMORY = 1, MIXLAB_BAD_PERM = 2 };
+/* status codes of the entry points; on an error no byte of x (or out) has been written */
+enum {
+    MIXLAB_OK = 0,
+    MIXLAB_NO_MEMORY = 1,
+    MIXLAB_BAD_PERM = 2,     /* a perm value outside [0, B) */
+    MIXLAB_PERM_REPEATS = 3, /* perm is not a permutation: a value repeats */
+    MIXLAB_BAD_LAM = 4       /* a per-sample lam outside [0, 1], or NaN */
+};
+
+/* ---- the arguments' values, checked before any write ----------------------------------- */
+
+/* The cycles of perm in O(B), and the checks that make it a permutation: every value in
+ * [0, batch) (else MIXLAB_BAD_PERM), then every walk from an unseen row returning to it,
+ * which holds for every walk exactly when perm is a bijection (else MIXLAB_PERM_REPEATS).
+ * order lists the rows cycle by cycle, starts[j] where cycle j begins; seen: batch bytes
+ * of scratch. Returns the number of cycles, or minus a status code. */
+static int64_t find_cycles(const int64_t *perm, int64_t batch, int64_t *order, int64_t *starts,
+                           unsigned char *seen) {
+    for (int64_t i = 0; i < batch; i++)
+        if (perm[i] < 0 || perm[i] >= batch) return -MIXLAB_BAD_PERM;
+    memset(seen, 0, (size_t)batch);
+    int64_t n = 0, cycles = 0;
+    for (int64_t first = 0; first < batch; first++) {
+        if (seen[first]) continue;
+        starts[cycles++] = n;
+        int64_t row = first;
+        do {
+            seen[row] = 1;
+            order[n++] = row;
+            row = perm[row];
+        } while (!seen[row]);
+        if (row != first) return -MIXLAB_PERM_REPEATS;
+    }
+    starts[cycles] = n;
+    return cycles;
+}
+
+/* A per-sample lam must lie in [0, 1] (NaN fails too). It is copied to `kept` before the
+ * mix overwrites x, which lam may share memory with. */
+static int keep_lam(const float *lam, int64_t batch, float *kept) {
+    for (int64_t i = 0; i < batch; i++) {
+        float v = lam[i];
+        if (!(v >= 0.0f && v <= 1.0f)) return MIXLAB_BAD_LAM;
+        kept[i] = v;
+    }
+    return MIXLAB_OK;
+}
 
 /* ---- the walk ----------------------------------------------------------------------- */
 
@@ -48,7 +93,7 @@ typedef struct {
 
 typedef struct {
     char *x;
-    int64_t row_bytes, elem;
+    int64_t row_bytes, elem, batch;
     int dtype, is_copy; /* is_copy: CutMix (x[c_k] = x[c_{k+1}]) instead of a mix */
     const float *lam;   /* (B,) per-sample lam, or NULL: scalar_lam for every row */
     float scalar_lam;
@@ -56,18 +101,65 @@ typedef struct {
     int64_t n_cycles;
     Region region;
     Tiling tiling;
-    int64_t n_tasks;
-    int64_t next_task; /* shared work counter */
+    int64_t n_tiles, n_threads;
     size_t keep_bytes;
 } Walk;
 
-static inline int64_t line_offset(const Region *r, int64_t l) {
-    return r->base + (l / r->lines_per_plane) * r->plane_stride +
-           (l % r->lines_per_plane) * r->line_stride;
-}
-
 static inline float row_lam(const Walk *w, int64_t row) {
     return w->lam ? w->lam[row] : w->scalar_lam;
+}
+
+/* n bytes from s to d for CutMix's box lines, which are short (a CIFAR box line is 46 or
+ * 92 bytes): fixed-size moves the compiler inlines as vector loads and stores, the last
+ * one overlapping the one before, instead of a libc call per line. */
+/* The first and the last `size` bytes of n (size <= n <= 2 * size): two fixed-size moves
+ * where size is a constant (gcc turns a memcpy of variable size into rep movsb, whose
+ * start-up costs more than a short line). */
+static inline void copy_ends(char *d, const char *s, int64_t n, size_t size) {
+    memcpy(d, s, size);
+    memcpy(d + n - size, s + n - size, size);
+}
+
+static inline void copy_run(char *d, const char *s, int64_t n) {
+    if (n >= 64) {
+        int64_t j = 0;
+        for (; j + 64 <= n; j += 64) memcpy(d + j, s + j, 64);
+        if (j < n) memcpy(d + n - 64, s + n - 64, 64);
+    } else if (n >= 32) {
+        copy_ends(d, s, n, 32);
+    } else if (n >= 16) {
+        copy_ends(d, s, n, 16);
+    } else if (n >= 8) {
+        copy_ends(d, s, n, 8);
+    } else if (n >= 4) {
+        copy_ends(d, s, n, 4);
+    } else {
+        for (int64_t j = 0; j < n; j++) d[j] = s[j];
+    }
+}
+
+/* The lines [l0, l1) of a tile: each starts at byte offset off (from its row's start), and
+ * the next is found without the two divisions of the Region formula. */
+typedef struct {
+    int64_t off, y, step, plane_jump, lines_per_plane;
+} Lines;
+
+static inline Lines first_line(const Walk *w, int64_t l0, int64_t c0) {
+    const Region *r = &w->region;
+    int64_t y = l0 % r->lines_per_plane;
+    int64_t off = r->base + (l0 / r->lines_per_plane) * r->plane_stride + y * r->line_stride + c0;
+    int64_t jump = r->plane_stride - (r->lines_per_plane - 1) * r->line_stride;
+    return (Lines){off * w->elem, y, r->line_stride * w->elem, jump * w->elem,
+                   r->lines_per_plane};
+}
+
+static inline void next_line(Lines *it) {
+    if (++it->y == it->lines_per_plane) {
+        it->y = 0;
+        it->off += it->plane_jump;
+    } else {
+        it->off += it->step;
+    }
 }
 
 /* dst's tile <- op(dst's tile, src's tile); src_packed: src is the keep buffer. */
@@ -76,22 +168,23 @@ static void tile_op(const Walk *w, int64_t dst_row, const char *src, int src_pac
     char *dst_base = w->x + dst_row * w->row_bytes;
     float a = row_lam(w, dst_row), b = 1.0f - a;
     int64_t run = nc * w->elem;
-    for (int64_t l = l0; l < l1; l++) {
-        int64_t off = (line_offset(&w->region, l) + c0) * w->elem;
-        char *d = dst_base + off;
-        const char *s = src_packed ? src + (l - l0) * run : src + off;
-        const char *p = ahead + off;
-        if (w->is_copy)
-            memcpy(d, s, (size_t)run);
-        else
+    Lines it = first_line(w, l0, c0);
+    for (int64_t l = l0; l < l1; l++, next_line(&it)) {
+        char *d = dst_base + it.off;
+        const char *s = src_packed ? src + (l - l0) * run : src + it.off;
+        const char *p = ahead + it.off;
+        if (w->is_copy) {
+            __builtin_prefetch(p);
+            __builtin_prefetch(p + run - 1);
+            copy_run(d, s, run);
+        } else {
             mix_row(w->dtype)(d, d, s, p, nc, a, b);
+        }
     }
 }
 
-/* Tasks are numbered tile-major (all cycles of tile 0, then tile 1, ...) so that the
- * threads' shares stay balanced even when one cycle holds most rows. */
-static void run_task(const Walk *w, int64_t task, char *keep) {
-    int64_t cycle = task % w->n_cycles, tile = task / w->n_cycles;
+/* Task (cycle, tile): the tile's columns of every row of the cycle, walked in cycle order. */
+static void run_task(const Walk *w, int64_t cycle, int64_t tile, char *keep) {
     const Tiling *t = &w->tiling;
     int64_t l0 = (tile / t->n_col_groups) * t->lines_per_tile;
     int64_t l1 = l0 + t->lines_per_tile;
@@ -112,127 +205,121 @@ static void run_task(const Walk *w, int64_t task, char *keep) {
     }
     int64_t run = nc * w->elem;
     const char *first = w->x + rows[0] * w->row_bytes;
-    for (int64_t l = l0; l < l1; l++)
-        memcpy(keep + (l - l0) * run, first + (line_offset(&w->region, l) + c0) * w->elem,
-               (size_t)run);
+    Lines it = first_line(w, l0, c0);
+    for (int64_t l = l0; l < l1; l++, next_line(&it))
+        copy_run(keep + (l - l0) * run, first + it.off, run);
     for (int64_t k = 0; k + 1 < len; k++)
         tile_op(w, rows[k], w->x + rows[k + 1] * w->row_bytes, 0,
                 w->x + rows[k + 2 < len ? k + 2 : 0] * w->row_bytes, l0, l1, c0, nc);
     tile_op(w, rows[len - 1], keep, 1, first, l0, l1, c0, nc);
 }
 
-typedef struct {
-    Walk *walk;
-    char *keep; /* this thread's copy of a cycle's first tile */
-} Worker;
-
-static void worker(Worker *self) {
-    Walk *w = self->walk;
-    for (;;) {
-        int64_t task = __atomic_fetch_add(&w->next_task, 1, __ATOMIC_RELAXED);
-        if (task >= w->n_tasks) break;
-        run_task(w, task, self->keep);
-    }
+/* Thread `me` of the walk's n_threads takes a fixed share of the (tile, cycle) tasks: in
+ * tile-major order, those whose first row falls in the me-th equal part of the
+ * n_tiles * B rows to walk. make_tiling makes n_tiles a multiple of the threads where the
+ * region allows, so each thread's share is whole tiles: the same bytes of every row at
+ * every call, which a batch mixed again (an epoch's next step, a benchmark's next call)
+ * finds in that core's cache, as torch's statically split copy does. */
+static void worker(const Walk *w, int me, char *keep) {
+    int64_t total = w->n_tiles * w->batch;
+    int64_t lo = total * me / w->n_threads, hi = total * (me + 1) / w->n_threads;
+    for (int64_t tile = lo / w->batch; tile < w->n_tiles && tile * w->batch < hi; tile++)
+        for (int64_t cycle = 0; cycle < w->n_cycles; cycle++) {
+            int64_t at = tile * w->batch + w->starts[cycle];
+            if (at >= lo && at < hi) run_task(w, cycle, tile, keep);
+        }
 }
 
-/* Cycles of perm in O(B): order lists the rows cycle by cycle, starts[j] where cycle j
- * begins. Returns the number of cycles, or -MIXLAB_NO_MEMORY, or -MIXLAB_BAD_PERM for a
- * value outside [0, batch) (the one check that keeps a bad perm from writing out of
- * bounds; a repeated value just yields some other walk, and callers rule it out). */
-static int64_t find_cycles(const int64_t *perm, int64_t batch, int64_t *order,
-                           int64_t *starts) {
-    unsigned char *seen = calloc((size_t)batch, 1);
-    if (!seen) return -MIXLAB_NO_MEMORY;
-    for (int64_t i = 0; i < batch; i++) {
-        if (perm[i] < 0 || perm[i] >= batch) {
-            free(seen);
-            return -MIXLAB_BAD_PERM;
-        }
-    }
-    int64_t n = 0, cycles = 0;
-    for (int64_t first = 0; first < batch; first++) {
-        if (seen[first]) continue;
-        starts[cycles++] = n;
-        for (int64_t row = first; !seen[row]; row = perm[row]) {
-            seen[row] = 1;
-            order[n++] = row;
-        }
-    }
-    starts[cycles] = n;
-    free(seen);
-    return cycles;
-}
-
-/* Splits the region into tiles of about tile_bytes, small enough to give each thread
- * several tasks (min_tasks in all) but never runs shorter than min_run_bytes, below
- * which the hardware prefetcher gains nothing from a row before jumping to the next. */
-static Tiling make_tiling(const Region *r, int64_t elem, int64_t n_cycles, int64_t tile_bytes,
-                          int64_t min_tasks, int64_t min_run_bytes) {
+/* Splits the region into tiles of at most about tile_bytes (but never below min_run_bytes,
+ * under which the hardware prefetcher gains nothing from a row before jumping to the next),
+ * their number a multiple of n_threads where that keeps runs of min_run_bytes: a row's
+ * columns in equal parts (mix_; CutMix's long box lines), or its box lines in equal groups
+ * (short box lines). Regions too small to cut that finely are shared by cycles (worker). */
+static Tiling make_tiling(const Region *r, int64_t elem, int64_t n_threads, int64_t tile_bytes,
+                          int64_t min_run_bytes) {
     Tiling t = {1, 1, 0, 0};
     if (r->line_len <= 0 || r->n_lines <= 0) return t; /* nothing to touch: no tiles */
     int64_t tile_elems = tile_bytes / elem > 0 ? tile_bytes / elem : 1;
     int64_t min_run = min_run_bytes / elem > 0 ? min_run_bytes / elem : 1;
-    int64_t total = r->n_lines * r->line_len;
-    int64_t want_tiles = (min_tasks + n_cycles - 1) / n_cycles;
-    if (total / want_tiles < tile_elems) tile_elems = total / want_tiles;
     if (tile_elems < min_run) tile_elems = min_run;
-    if (r->line_len > tile_elems) {
-        t.lines_per_tile = 1;
-        t.cols_per_tile = tile_elems;
-    } else {
-        t.cols_per_tile = r->line_len;
-        t.lines_per_tile = tile_elems / r->line_len;
-        if (t.lines_per_tile > r->n_lines) t.lines_per_tile = r->n_lines;
-    }
+    int by_columns = r->n_lines == 1 || r->line_len > tile_elems;
+    int64_t extent = by_columns ? r->line_len : r->n_lines; /* what is cut */
+    int64_t unit = by_columns ? 1 : r->line_len;            /* elements per unit of it */
+    int64_t per_tile = tile_elems / unit > 0 ? tile_elems / unit : 1;
+    int64_t parts = (extent + per_tile - 1) / per_tile;
+    int64_t even = (parts + n_threads - 1) / n_threads * n_threads;
+    int64_t size = (extent + even - 1) / even;
+    if (size * unit < min_run) size = (extent + parts - 1) / parts;
+    t.cols_per_tile = by_columns ? size : r->line_len;
+    t.lines_per_tile = by_columns ? 1 : size;
     t.n_col_groups = (r->line_len + t.cols_per_tile - 1) / t.cols_per_tile;
     t.n_line_groups = (r->n_lines + t.lines_per_tile - 1) / t.lines_per_tile;
     return t;
 }
 
+/* The walk's scratch, one allocation: order and starts of the cycles, the seen bytes of
+ * find_cycles, and the per-sample lam kept from x. */
+typedef struct {
+    int64_t *order, *starts;
+    unsigned char *seen;
+    float *lam;
+} Scratch;
+
+static int scratch_alloc(Scratch *s, int64_t batch) {
+    size_t ints = (size_t)(2 * batch + 1) * sizeof(int64_t);
+    char *block = malloc(ints + (size_t)batch * (sizeof(float) + 1));
+    if (!block) return MIXLAB_NO_MEMORY;
+    s->order = (int64_t *)block;
+    s->starts = s->order + batch;
+    s->lam = (float *)(block + ints);
+    s->seen = (unsigned char *)(s->lam + batch);
+    return MIXLAB_OK;
+}
+
 /* Returns MIXLAB_OK, or an error code before writing anything. */
-static int walk(Walk *w, const int64_t *perm, int64_t batch, int n_threads, int64_t tile_bytes,
-                int64_t min_run_bytes) {
-    int64_t *order = malloc((size_t)batch * sizeof *order);
-    int64_t *starts = malloc((size_t)(batch + 1) * sizeof *starts);
-    int status = MIXLAB_OK;
-    if (!order || !starts) {
-        status = MIXLAB_NO_MEMORY;
-        goto done;
-    }
-    w->n_cycles = find_cycles(perm, batch, order, starts);
+static int walk(Walk *w, const int64_t *perm, const float *lam, int64_t batch, int n_threads,
+                int64_t tile_bytes, int64_t min_run_bytes) {
+    if (batch <= 0) return MIXLAB_OK; /* no rows: nothing to check or do */
+    Scratch s;
+    int status = scratch_alloc(&s, batch);
+    if (status != MIXLAB_OK) return status;
+    w->n_cycles = find_cycles(perm, batch, s.order, s.starts, s.seen);
     if (w->n_cycles < 0) {
         status = (int)-w->n_cycles;
         goto done;
     }
-    w->order = order;
-    w->starts = starts;
+    if (lam && (status = keep_lam(lam, batch, s.lam)) != MIXLAB_OK) goto done;
+    w->lam = lam ? s.lam : NULL;
+    w->order = s.order;
+    w->starts = s.starts;
+    w->batch = batch;
     if (n_threads < 1) n_threads = 1;
-    w->tiling = make_tiling(&w->region, w->elem, w->n_cycles, tile_bytes, 4 * (int64_t)n_threads,
-                            min_run_bytes);
-    w->n_tasks = w->n_cycles * w->tiling.n_line_groups * w->tiling.n_col_groups;
-    if (w->n_tasks == 0) goto done; /* rows of zero elements: perm was checked, nothing to do */
-    w->keep_bytes = (size_t)(w->tiling.lines_per_tile * w->tiling.cols_per_tile * w->elem);
-    w->next_task = 0;
-    if (n_threads > w->n_tasks) n_threads = (int)w->n_tasks;
-
     if (n_threads > MAX_THREADS) n_threads = MAX_THREADS;
+    w->tiling = make_tiling(&w->region, w->elem, n_threads, tile_bytes, min_run_bytes);
+    w->n_tiles = w->tiling.n_line_groups * w->tiling.n_col_groups;
+    if (w->n_tiles == 0) goto done; /* rows of zero elements: perm was checked, nothing to do */
+    if (n_threads > w->n_tiles * w->n_cycles) n_threads = (int)(w->n_tiles * w->n_cycles);
+    w->n_threads = n_threads;
+    w->keep_bytes = (size_t)(w->tiling.lines_per_tile * w->tiling.cols_per_tile * w->elem);
+
     /* every buffer is allocated before any byte of x is written */
-    Worker workers[MAX_THREADS];
-    int allocated = 0;
-    for (; allocated < n_threads; allocated++) {
-        workers[allocated] = (Worker){w, malloc(w->keep_bytes)};
-        if (!workers[allocated].keep) break;
-    }
-    if (allocated < n_threads) {
+    char *keeps = malloc(w->keep_bytes * (size_t)n_threads);
+    if (!keeps) {
         status = MIXLAB_NO_MEMORY;
+        goto done;
+    }
+    if (n_threads == 1) {
+        worker(w, 0, keeps); /* no parallel region: a small batch skips its start-up */
     } else {
 #pragma omp parallel num_threads(n_threads)
-        worker(&workers[omp_get_thread_num()]);
+        {
+            int me = omp_get_thread_num();
+            worker(w, me, keeps + w->keep_bytes * (size_t)me);
+        }
     }
-    for (int i = 0; i < allocated; i++) free(workers[i].keep);
+    free(keeps);
 done:
-    free(order);
-    free(starts);
+    free(s.order);
     return status;
 }
 
@@ -248,10 +335,9 @@ int mixlab_mix(void *x, int dtype, int64_t batch, int64_t row_len, const int64_t
               .elem = elem,
               .dtype = dtype,
               .is_copy = 0,
-              .lam = lam,
               .scalar_lam = scalar_lam,
               .region = {1, row_len, 0, 1, 0, 0}};
-    return walk(&w, perm, batch, n_threads, tile_bytes, min_run_bytes);
+    return walk(&w, perm, lam, batch, n_threads, tile_bytes, min_run_bytes);
 }
 
 /* x: (batch, planes, height, width) contiguous, elem bytes per element; copies the box
@@ -265,17 +351,27 @@ int mixlab_cutmix(void *x, int64_t elem, int64_t batch, int64_t planes, int64_t 
               .is_copy = 1,
               .region = {planes * (y1 - y0), x1 - x0, y0 * width + x0, y1 - y0, height * width,
                          width}};
-    return walk(&w, perm, batch, n_threads, tile_bytes, min_run_bytes);
+    return walk(&w, perm, NULL, batch, n_threads, tile_bytes, min_run_bytes);
 }
 
 /* Out of place, one pass: out[i] <- lam_i * x[i] + (1 - lam_i) * x[perm[i]]. No hazard (out
  * is another buffer), so rows simply go to threads; each element of x is read about twice
  * (as itself and as a partner) and out written once, where clone + mix_ moved four times
- * the bytes. perm is checked first; on MIXLAB_BAD_PERM nothing has been written. */
+ * the bytes. perm and lam are checked first; on an error nothing has been written. */
 int mixlab_mix_out(void *out, const void *x, int dtype, int64_t batch, int64_t row_len,
                    const int64_t *perm, const float *lam, float scalar_lam, int n_threads) {
-    for (int64_t i = 0; i < batch; i++)
-        if (perm[i] < 0 || perm[i] >= batch) return MIXLAB_BAD_PERM;
+    if (batch <= 0) return MIXLAB_OK;
+    Scratch s;
+    int status = scratch_alloc(&s, batch);
+    if (status != MIXLAB_OK) return status;
+    int64_t cycles = find_cycles(perm, batch, s.order, s.starts, s.seen);
+    if (cycles < 0) status = (int)-cycles;
+    if (status == MIXLAB_OK && lam) status = keep_lam(lam, batch, s.lam);
+    if (status != MIXLAB_OK) {
+        free(s.order);
+        return status;
+    }
+    lam = lam ? s.lam : NULL;
     int64_t row_bytes = row_len * (dtype == MIXLAB_F32 ? 4 : 2);
     MixRow mix = mix_row(dtype);
     if (n_threads < 1) n_threads = 1;
@@ -286,5 +382,6 @@ int mixlab_mix_out(void *out, const void *x, int dtype, int64_t batch, int64_t r
         mix((char *)out + i * row_bytes, (const char *)x + i * row_bytes,
             (const char *)x + perm[i] * row_bytes, ahead, row_len, a, 1.0f - a);
     }
+    free(s.order);
     return MIXLAB_OK;
 }
