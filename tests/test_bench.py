@@ -348,11 +348,12 @@ def test_the_probe_forgives_a_slow_first_call_and_the_budget_sets_the_rounds():
     assert [budget.rounds(s) for s in (10.0, 0.1, 1e-6)] == [3, 10, 50]
 
 
-def test_round_robin_takes_one_call_of_each_per_round_each_beside_the_baseline():
+def test_round_robin_takes_one_timed_call_of_each_per_round_each_beside_the_baseline():
     log = []
     calls = [lambda name=name: log.append(name) for name in ("a", "b", "c")]
     budget = measure.Budget(seconds=10.0, min_rounds=4, max_rounds=4)
     timed = measure.time_round_robin(calls, lambda: log.append("copy"), torch.device("cpu"), budget)
     assert [(fn.n, copy.n) for fn, copy in timed] == [(4, 4)] * 3
-    rounds = log[-4 * 6 :]  # after the probes and the warm-up round
-    assert rounds == ["a", "copy", "b", "copy", "c", "copy"] * 4
+    rounds = log[-4 * 9 :]  # after the probes and the warm-up round
+    # each timed call right after an untimed one of its own (settle=1)
+    assert rounds == ["a", "a", "copy", "b", "b", "copy", "c", "c", "copy"] * 4

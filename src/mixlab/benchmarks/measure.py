@@ -119,13 +119,15 @@ def time_round_robin(
     calls: list[Callable[[], object]], copy, device: torch.device, budget: Budget
 ) -> list[tuple[Timing, Timing]]:
     """[(timing of call, timing of the copy beside it)] for implementations that will be
-    compared with each other: on the CPU in common rounds (timing.measure_round_robin), as
-    many as `budget` allows for all of them together; on CUDA each by do_bench."""
+    compared with each other: on the CPU in common rounds (timing.measure_round_robin, each
+    timed call right after an untimed one of its own), as many as `budget` allows for all
+    of them together; on CUDA each by do_bench."""
     if device.type == "cuda":
         return [measure_beside(call, copy, device) for call in calls]
     together_s = sum(probe_s(call, None, device, budget.max_call_s) for call in calls)
-    rounds = budget.rounds(together_s)
-    return measure_round_robin([(call, None) for call in calls], copy, repeats=rounds)
+    rounds = budget.rounds(2 * together_s)
+    calls = [(call, None) for call in calls]
+    return measure_round_robin(calls, copy, repeats=rounds, settle=1)
 
 
 def rates(

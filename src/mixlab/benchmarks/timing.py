@@ -102,11 +102,15 @@ def measure_round_robin(
     *,
     warmup: int = 1,
     repeats: int = 10,
+    settle: int = 0,
 ) -> list[tuple[Timing, Timing]]:
     """CPU: time every (fn, setup) of `calls` and the baseline in `repeats` rounds, each
     round calling every fn once, each followed by the baseline: [(timing of fn, timing of
     the baselines after it)]. Implementations compared with each other then see the same
-    machine round by round, so their ratio survives a drift that separate runs would not."""
+    machine round by round, so their ratio survives a drift that separate runs would not.
+    settle: untimed calls of each fn right before its timed one, so that the timed call
+    finds the caches as its own last call left them, not as the other fns did (measured
+    here: a (256, 1000) loss step took 3.5x its own steady time right after another's)."""
     for _ in range(warmup):
         for fn, setup in calls:
             _timed_call(fn, setup)
@@ -114,6 +118,8 @@ def measure_round_robin(
     samples = [([], []) for _ in calls]
     for _ in range(repeats):
         for (fn, setup), (fn_s, base_s) in zip(calls, samples, strict=True):
+            for _ in range(settle):
+                _timed_call(fn, setup)
             fn_s.append(_timed_call(fn, setup))
             base_s.append(_timed_call(baseline, None))
     return [(Timing.from_samples(f), Timing.from_samples(b)) for f, b in samples]
