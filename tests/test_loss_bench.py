@@ -87,3 +87,27 @@ def test_sweep_columns_are_same_run_ratios(monkeypatch):
         table.loc[0, "best_peer"] == ok.loc[["ce_pair", "dense_log_softmax"], "median_ms"].idxmin()
     )
     assert table.loc[0, "vs_best_peer"] == pytest.approx(rows.loc["mixlab-torch", "vs_best_peer"])
+
+
+def test_a_compiled_peer_stays_compiled_past_dynamos_default_recompile_limit(monkeypatch):
+    """More (shape, dtype) specialisations than Dynamo's default limit of 8: past it Dynamo
+    would run the function eager under the compiled peer's name. The sweep must compile
+    every one (or fail), never time eager code as compiled."""
+    from torch._dynamo.testing import CompileCounter
+
+    counter = CompileCounter()
+
+    def probe(z, y_a, y_b, lam):
+        return loss_bench.ce_pair(z, y_a, y_b, lam)
+
+    compiled = torch.compile(probe, backend=counter, dynamic=False)  # one graph per shape
+    peer = loss_bench.LossPeer("compiled_probe", "probe", loss_bench._ANY, lambda: compiled)
+    monkeypatch.setitem(loss_bench.PEERS, "compiled_probe", peer)
+    monkeypatch.setattr(loss_bench, "ROW_SECONDS", 0.001)
+    cases = [(4, 3), (5, 3), (6, 3), (7, 3)]
+    dtypes = [torch.float32, torch.float16, torch.bfloat16]
+    frame = loss_bench.run_loss_bench("cpu", cases, dtypes, 1, False, ["compiled_probe"])
+    assert (frame["status"] == "ok").all()
+    # each specialisation is compiled once: the forward and its backward's graph
+    assert counter.frame_count == len(cases) * len(dtypes) > 8
+    torch._dynamo.reset()
