@@ -36,7 +36,7 @@ SOURCES = tuple(
 )
 HEADERS = tuple(
     Path(__file__).with_name(name)
-    for name in ("simd.h", "mix_rows.h", "vexp.h", "loss.h", "row_stats.h")
+    for name in ("simd.h", "mix_checks.h", "mix_rows.h", "vexp.h", "loss.h", "row_stats.h")
 )
 # No FMA contraction: float32 results are then bit-identical to the reference's
 # separate multiply and add. -march=native is safe because the cache key names it.

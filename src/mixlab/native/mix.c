@@ -24,58 +24,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mix_checks.h"
 #include "mix_rows.h"
 #include "simd.h"
 
 enum { MAX_THREADS = 256 };
-/* status codes of the entry points; on an error no byte of x (or out) has been written */
-enum {
-    MIXLAB_OK = 0,
-    MIXLAB_NO_MEMORY = 1,
-    MIXLAB_BAD_PERM = 2,     /* a perm value outside [0, B) */
-    MIXLAB_PERM_REPEATS = 3, /* perm is not a permutation: a value repeats */
-    MIXLAB_BAD_LAM = 4       /* a per-sample lam outside [0, 1], or NaN */
-};
-
-/* ---- the arguments' values, checked before any write ----------------------------------- */
-
-/* The cycles of perm in O(B), and the checks that make it a permutation: every value in
- * [0, batch) (else MIXLAB_BAD_PERM), then every walk from an unseen row returning to it,
- * which holds for every walk exactly when perm is a bijection (else MIXLAB_PERM_REPEATS).
- * order lists the rows cycle by cycle, starts[j] where cycle j begins; seen: batch bytes
- * of scratch. Returns the number of cycles, or minus a status code. */
-static int64_t find_cycles(const int64_t *perm, int64_t batch, int64_t *order, int64_t *starts,
-                           unsigned char *seen) {
-    for (int64_t i = 0; i < batch; i++)
-        if (perm[i] < 0 || perm[i] >= batch) return -MIXLAB_BAD_PERM;
-    memset(seen, 0, (size_t)batch);
-    int64_t n = 0, cycles = 0;
-    for (int64_t first = 0; first < batch; first++) {
-        if (seen[first]) continue;
-        starts[cycles++] = n;
-        int64_t row = first;
-        do {
-            seen[row] = 1;
-            order[n++] = row;
-            row = perm[row];
-        } while (!seen[row]);
-        if (row != first) return -MIXLAB_PERM_REPEATS;
-    }
-    starts[cycles] = n;
-    return cycles;
-}
-
-/* A per-sample lam must lie in [0, 1] (NaN fails too). It is copied to `kept` before the
- * mix overwrites x, which lam may share memory with. */
-static int keep_lam(const float *lam, int64_t batch, float *kept) {
-    for (int64_t i = 0; i < batch; i++) {
-        float v = lam[i];
-        if (!(v >= 0.0f && v <= 1.0f)) return MIXLAB_BAD_LAM;
-        kept[i] = v;
-    }
-    return MIXLAB_OK;
-}
-
 /* ---- the walk ----------------------------------------------------------------------- */
 
 /* The part of every row that is touched: n_lines lines of line_len elements; line l
@@ -107,35 +60,6 @@ typedef struct {
 
 static inline float row_lam(const Walk *w, int64_t row) {
     return w->lam ? w->lam[row] : w->scalar_lam;
-}
-
-/* n bytes from s to d for CutMix's box lines, which are short (a CIFAR box line is 46 or
- * 92 bytes): fixed-size moves the compiler inlines as vector loads and stores, the last
- * one overlapping the one before, instead of a libc call per line. */
-/* The first and the last `size` bytes of n (size <= n <= 2 * size): two fixed-size moves
- * where size is a constant (gcc turns a memcpy of variable size into rep movsb, whose
- * start-up costs more than a short line). */
-static inline void copy_ends(char *d, const char *s, int64_t n, size_t size) {
-    memcpy(d, s, size);
-    memcpy(d + n - size, s + n - size, size);
-}
-
-static inline void copy_run(char *d, const char *s, int64_t n) {
-    if (n >= 64) {
-        int64_t j = 0;
-        for (; j + 64 <= n; j += 64) memcpy(d + j, s + j, 64);
-        if (j < n) memcpy(d + n - 64, s + n - 64, 64);
-    } else if (n >= 32) {
-        copy_ends(d, s, n, 32);
-    } else if (n >= 16) {
-        copy_ends(d, s, n, 16);
-    } else if (n >= 8) {
-        copy_ends(d, s, n, 8);
-    } else if (n >= 4) {
-        copy_ends(d, s, n, 4);
-    } else {
-        for (int64_t j = 0; j < n; j++) d[j] = s[j];
-    }
 }
 
 /* The lines [l0, l1) of a tile: each starts at byte offset off (from its row's start), and

@@ -1,4 +1,5 @@
-/* The row operation of mix.c: dst[j] <- a*cur[j] + b*src[j] for n elements, per dtype.
+/* The row operations of mix.c: dst[j] <- a*cur[j] + b*src[j] for n elements, per dtype,
+ * and CutMix's copy of a box line (copy_run).
  *
  * Arithmetic is float32 (fp16/bf16 are widened on load and rounded to nearest-even on
  * store, as torch does); no FMA contraction (-ffp-contract=off), so float32 results are
@@ -78,6 +79,35 @@ typedef void (*MixRow)(void *, const void *, const void *, const void *, int64_t
 
 static MixRow mix_row(int dtype) {
     return dtype == MIXLAB_F32 ? mix_f32 : dtype == MIXLAB_F16 ? mix_f16 : mix_bf16;
+}
+
+/* The first and the last `size` bytes of n (size <= n <= 2 * size): two fixed-size moves
+ * where size is a constant (gcc turns a memcpy of variable size into rep movsb, whose
+ * start-up costs more than a short line). */
+static inline void copy_ends(char *d, const char *s, int64_t n, size_t size) {
+    memcpy(d, s, size);
+    memcpy(d + n - size, s + n - size, size);
+}
+
+/* The row operation of CutMix: n bytes from s to d. Box lines are short (a CIFAR box line
+ * is 46 or 92 bytes): fixed-size moves the compiler inlines as vector loads and stores,
+ * the last one overlapping the one before, instead of a libc call per line. */
+static inline void copy_run(char *d, const char *s, int64_t n) {
+    if (n >= 64) {
+        int64_t j = 0;
+        for (; j + 64 <= n; j += 64) memcpy(d + j, s + j, 64);
+        if (j < n) memcpy(d + n - 64, s + n - 64, 64);
+    } else if (n >= 32) {
+        copy_ends(d, s, n, 32);
+    } else if (n >= 16) {
+        copy_ends(d, s, n, 16);
+    } else if (n >= 8) {
+        copy_ends(d, s, n, 8);
+    } else if (n >= 4) {
+        copy_ends(d, s, n, 4);
+    } else {
+        for (int64_t j = 0; j < n; j++) d[j] = s[j];
+    }
 }
 
 #endif
