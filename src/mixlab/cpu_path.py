@@ -11,11 +11,9 @@ tuple of ints — takes mixlab.mixing's general path, whose checks name the argu
 
 from __future__ import annotations
 
-import os
-
 import torch
 
-from mixlab import native, reference
+from mixlab import device_checks, native, reference
 from mixlab.mixing_autograd import bump_version
 from mixlab.validation import check_box
 
@@ -69,8 +67,8 @@ def _plain(x, perm, backend: str) -> bool:
         and perm.ndim == 1
         and perm.shape[0] == x.shape[0]
         and perm.is_contiguous()
-        # read once a call: tests switch it with mock.patch.dict(os.environ)
-        and os.environ.get("MIXLAB_CHECKS", "auto") in ("auto", "sync")
+        # CPU tensors: host checks unless MIXLAB_CHECKS=device (device_checks.on_device)
+        and device_checks.check_mode() != "device"
     )
 
 
