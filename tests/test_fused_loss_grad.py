@@ -4,6 +4,7 @@ target form and reduction, and the autograd cases a stored gradient could get wr
 
 from __future__ import annotations
 
+import loss_cases
 import pytest
 import torch
 
@@ -14,17 +15,6 @@ from mixlab.verify.tolerance import TOLERANCE
 DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
 TOL = {**TOLERANCE, torch.float64: 1e-10}
 REDUCTIONS = ["mean", "sum", "none"]
-
-
-def _inputs(batch, classes, dtype, seed=0, scale=3.0):
-    gen = torch.Generator().manual_seed(seed)
-    logits = (scale * torch.randn(batch, classes, generator=gen, dtype=torch.float64)).to(dtype)
-    y_a = torch.randint(0, classes, (batch,), generator=gen)
-    y_b = torch.randint(0, classes, (batch,), generator=gen)
-    y_b[0] = y_a[0]  # one row with both targets on one class
-    lam = torch.rand(batch, generator=gen)
-    target = torch.softmax(torch.randn(batch, classes, generator=gen), 1)
-    return logits, y_a, y_b, lam, target
 
 
 def _exact(logits, g, y_a=None, y_b=None, lam=None, eps=0.0, target=None):
@@ -50,7 +40,7 @@ def _cdt(dtype):
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("classes", [10, 1000, 9000])  # 9000: rows of three chunks
 def test_kernel_matches_float64(dtype, classes):
-    logits, y_a, y_b, lam, target = _inputs(5, classes, dtype)
+    logits, y_a, y_b, lam, target = loss_cases.inputs(5, classes, dtype, tie_first_row=True)
     for scale in (1.0, 0.2):
         for eps in (0.0, 0.1):
             for lam_arg in (lam.to(_cdt(dtype)), 0.3):
@@ -76,7 +66,7 @@ def test_kernel_matches_float64(dtype, classes):
 
 @pytest.mark.parametrize("offset", [1e4, -1e4, 3e5])
 def test_a_large_common_offset_keeps_float32_accuracy(offset):
-    logits, y_a, y_b, lam, target = _inputs(4, 1000, torch.float64)
+    logits, y_a, y_b, lam, target = loss_cases.inputs(4, 1000, torch.float64, tie_first_row=True)
     shifted = (logits + offset).float()
     for got, want in (
         (native_loss.mixup_ce_forward_grad(shifted, y_a, y_b, lam, 0.1, 1.0),
@@ -90,13 +80,7 @@ def test_a_large_common_offset_keeps_float32_accuracy(offset):
 
 @pytest.mark.parametrize("dtype", DTYPES[:3], ids=str)
 def test_minus_inf_logits_without_target_mass_add_nothing(dtype):
-    logits, _, _, lam, target = _inputs(3, 9000, torch.float32)
-    y_a, y_b = torch.tensor([5000, 8000, 4500]), torch.tensor([6000, 4200, 4500])
-    logits[:, :4200] = float("-inf")
-    logits[0, 7000:7100] = float("-inf")
-    logits = logits.to(dtype)
-    target[:, :4200] = 0
-    target[0, 7000:7100] = 0
+    logits, y_a, y_b, lam, target = loss_cases.minus_inf_case(dtype)
     rows, grad = native_loss.mixup_ce_forward_grad(logits, y_a, y_b, lam, 0.0, 0.5)
     assert rows.isfinite().all() and (grad[:, :4200] == 0).all()
     for g, w in zip((rows, grad), _exact(logits, 0.5, y_a, y_b, lam), strict=True):
@@ -108,7 +92,7 @@ def test_minus_inf_logits_without_target_mass_add_nothing(dtype):
 
 
 def test_a_row_without_a_finite_logit_is_nan_as_in_the_two_calls():
-    logits, y_a, y_b, lam, _ = _inputs(2, 10, torch.float32)
+    logits, y_a, y_b, lam, _ = loss_cases.inputs(2, 10, torch.float32, tie_first_row=True)
     logits[1] = float("-inf")
     rows, grad = native_loss.mixup_ce_forward_grad(logits, y_a, y_b, lam, 0.0, 1.0)
     lse = native_loss.mixup_ce_forward(logits, y_a, y_b, lam, 0.0)[1]
@@ -125,7 +109,7 @@ def test_a_row_without_a_finite_logit_is_nan_as_in_the_two_calls():
      ("lam", lambda a, b, lam: (a, b, lam + 2))],
 )  # fmt: skip
 def test_bad_values_raise_naming_the_argument(name, change):
-    logits, y_a, y_b, lam, _ = _inputs(4, 10, torch.float32)
+    logits, y_a, y_b, lam, _ = loss_cases.inputs(4, 10, torch.float32, tie_first_row=True)
     with pytest.raises(ValueError, match=name):
         native_loss.mixup_ce_forward_grad(logits, *change(y_a, y_b, lam), 0.0, 1.0)
 
@@ -156,7 +140,7 @@ FORMS = ["sparse", "smoothed", "per-sample", "dense"]
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("grad_output", ["one", "other"])
 def test_losses_gradient_matches_float64(dtype, form, reduction, grad_output):
-    logits, y_a, y_b, lam, target = _inputs(6, 300, dtype)
+    logits, y_a, y_b, lam, target = loss_cases.inputs(6, 300, dtype, tie_first_row=True)
     target = target.to(dtype)
     z = logits.clone().requires_grad_()
     loss = _loss(z, form, reduction, y_a, y_b, lam, target)
@@ -198,7 +182,7 @@ _VARIANTS = {
 @pytest.mark.parametrize("variant", list(_VARIANTS))
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_every_call_form_gives_the_plain_calls_loss_and_gradient(dtype, variant, reduction):
-    logits, y_a, y_b, _, _ = _inputs(6, 40, dtype)
+    logits, y_a, y_b, _, _ = loss_cases.inputs(6, 40, dtype, tie_first_row=True)
     plain = {"lam": 1.0 if variant == "int lam" else 0.3, "label_smoothing": 0.0}
     results = []
     for ya, yb, kw in ((y_a, y_b, plain), _VARIANTS[variant](y_a, y_b, plain)):
@@ -214,7 +198,7 @@ def test_every_call_form_gives_the_plain_calls_loss_and_gradient(dtype, variant,
 
 @pytest.mark.parametrize("dtype", DTYPES[:3], ids=str)
 def test_accumulates_into_an_existing_grad_and_retains_for_a_second_backward(dtype):
-    logits, y_a, y_b, lam, target = _inputs(6, 300, dtype)
+    logits, y_a, y_b, lam, target = loss_cases.inputs(6, 300, dtype, tie_first_row=True)
     want = _want(logits, "per-sample", torch.tensor(1 / 6).double(), y_a, y_b, lam, target)
     z = logits.clone().requires_grad_()
     z.grad = torch.ones_like(z)
@@ -236,7 +220,7 @@ def test_accumulates_into_an_existing_grad_and_retains_for_a_second_backward(dty
 def test_logits_used_after_the_loss_and_a_twice_retained_non_leaf(form):
     """Two gradients meet at the logits (a non-leaf): autograd sums them, and must not sum
     into the stored buffer, which the second backward hands out again."""
-    logits, y_a, y_b, lam, target = _inputs(6, 50, torch.float32)
+    logits, y_a, y_b, lam, target = loss_cases.inputs(6, 50, torch.float32, tie_first_row=True)
     w = logits.clone().requires_grad_()
     z = w * 1.0
     total = _loss(z, form, "sum", y_a, y_b, lam, target) + (z**2).sum()
@@ -248,7 +232,7 @@ def test_logits_used_after_the_loss_and_a_twice_retained_non_leaf(form):
 
 
 def test_inplace_backward_keeps_the_two_call_path():
-    logits, y_a, y_b, lam, _ = _inputs(6, 50, torch.float32)
+    logits, y_a, y_b, lam, _ = loss_cases.inputs(6, 50, torch.float32, tie_first_row=True)
     w = logits.clone().requires_grad_()
     z = w * 1.0
     loss = losses.mixup_cross_entropy(z, y_a, y_b, lam, backend="torch", inplace_backward=True)
@@ -262,7 +246,7 @@ def test_inplace_backward_keeps_the_two_call_path():
 def test_a_handed_out_gradient_changed_in_place_does_not_change_the_next_backward(reduction):
     """autograd.grad hands the stored buffer itself to the caller; an optimizer may then
     change it in place. A second backward through the retained graph must not read it."""
-    logits, y_a, y_b, lam, target = _inputs(6, 40, torch.float32)
+    logits, y_a, y_b, lam, target = loss_cases.inputs(6, 40, torch.float32, tie_first_row=True)
     z = logits.clone().requires_grad_()
     loss = _loss(z, "per-sample", reduction, y_a, y_b, lam, target)
     scale = 1 / 6 if reduction == "mean" else 1.0
@@ -290,7 +274,7 @@ _HOSTILE = {
 @pytest.mark.parametrize("name", list(_HOSTILE))
 @pytest.mark.parametrize("inplace", [False, True])
 def test_a_bad_value_of_a_common_call_is_named_before_anything_is_written(dtype, name, inplace):
-    logits, y_a, y_b, _, _ = _inputs(6, 40, dtype)
+    logits, y_a, y_b, _, _ = loss_cases.inputs(6, 40, dtype, tie_first_row=True)
     w = logits.clone().requires_grad_()
     z = w * 1.0  # a non-leaf, so that inplace_backward may write into it
     before = z.detach().clone()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import platform
 
+import loss_cases
 import pytest
 import torch
 
@@ -23,16 +24,6 @@ from mixlab.verify.tolerance import TOLERANCE
 HALF = [torch.float16, torch.bfloat16]
 # the design's table; float64 inputs held tighter than its 1e-7 (a float64 kernel vs float64)
 TOL = {**TOLERANCE, torch.float64: 1e-10}
-
-
-def _inputs(batch, classes, dtype, seed=0, scale=3.0):
-    gen = torch.Generator().manual_seed(seed)
-    logits = (scale * torch.randn(batch, classes, generator=gen, dtype=torch.float64)).to(dtype)
-    y_a = torch.randint(0, classes, (batch,), generator=gen)
-    y_b = torch.randint(0, classes, (batch,), generator=gen)
-    lam = torch.rand(batch, generator=gen)
-    target = torch.softmax(torch.randn(batch, classes, generator=gen), 1)
-    return logits, y_a, y_b, lam, target
 
 
 def _exact_mixup(logits, y_a, y_b, lam, eps, g):
@@ -127,7 +118,7 @@ def _assert_every_form_matches(logits, y_a, y_b, lam, target, dtype):
 def test_kernels_match_float64(dtype, classes):
     """Both target forms, smoothing or not, against float64; rows around the vector width
     and the 4096-element chunk."""
-    logits, y_a, y_b, lam, target = _inputs(3, classes, dtype)
+    logits, y_a, y_b, lam, target = loss_cases.inputs(3, classes, dtype)
     y_b[0] = y_a[0]
     _assert_every_form_matches(logits, y_a, y_b, lam, target, dtype)
 
@@ -138,7 +129,7 @@ def test_rows_on_either_side_of_the_one_sweep_window(row_max, dtype):
     """Rows whose max lies in [-40, 60] are summed in one sweep of exp(z) itself, the others
     in two sweeps of exp(z - m): both sides of either edge, against float64, over two
     chunks (9001 classes), every target form."""
-    logits, y_a, y_b, lam, target = _inputs(3, 9001, torch.float64)
+    logits, y_a, y_b, lam, target = loss_cases.inputs(3, 9001, torch.float64)
     logits = (logits - logits.amax(1, keepdim=True) + row_max).to(dtype)
     _assert_every_form_matches(logits, y_a, y_b, lam, target, dtype)
 
@@ -147,7 +138,7 @@ def test_rows_on_either_side_of_the_one_sweep_window(row_max, dtype):
 def test_a_large_common_offset_keeps_float32_accuracy(offset):
     """loss relative to the row max: an offset shifts lse, not the loss; the backward then
     recomputes max and log S, since float32 lse has lost the digits softmax needs."""
-    logits, y_a, y_b, lam, target = _inputs(4, 1000, torch.float64)
+    logits, y_a, y_b, lam, target = loss_cases.inputs(4, 1000, torch.float64)
     shifted = (logits + offset).float()  # the same rows, rounded once
     g = torch.ones(4)
     ours = _ours_mixup(shifted, y_a, y_b, lam, 0.1, g)
@@ -164,13 +155,7 @@ def test_a_large_common_offset_keeps_float32_accuracy(offset):
 def test_minus_inf_logits_without_target_mass_add_nothing(dtype):
     """A class with t = 0 and z = -inf adds 0 (not NaN) to the loss and gets gradient 0;
     here also a whole leading chunk of -inf, before the row's first finite value."""
-    logits, y_a, y_b, lam, target = _inputs(3, 9000, torch.float32)
-    y_a, y_b = torch.tensor([5000, 8000, 4500]), torch.tensor([6000, 4200, 4500])
-    logits[:, :4200] = float("-inf")
-    logits[0, 7000:7100] = float("-inf")
-    logits = logits.to(dtype)
-    target[:, :4200] = 0
-    target[0, 7000:7100] = 0
+    logits, y_a, y_b, lam, target = loss_cases.minus_inf_case(dtype)
     g = torch.tensor([1.0, 0.5, 2.0])
     ours = _ours_mixup(logits, y_a, y_b, lam, 0.0, g)
     exact = _exact_mixup(logits, y_a, y_b, lam, 0.0, g)
@@ -189,7 +174,7 @@ def test_minus_inf_logits_without_target_mass_add_nothing(dtype):
 
 
 def test_minus_inf_with_smoothing_mass_is_an_infinite_loss_as_in_the_reference():
-    logits, y_a, y_b, lam, _ = _inputs(2, 10, torch.float32)
+    logits, y_a, y_b, lam, _ = loss_cases.inputs(2, 10, torch.float32)
     logits[:, 3] = float("-inf")
     rows, _ = native_loss.mixup_ce_forward(logits, y_a, y_b, lam, 0.1)
     want = reference.mixup_cross_entropy(logits, y_a, y_b, lam, 0.1, reduction="none")
@@ -213,7 +198,7 @@ def test_half_precision_stores_round_to_nearest(dtype):
     float32 gradient of the same values rounded to nearest: within half an ulp of it plus
     3e-6 of its exp term, |g| (|grad| + t) at most (a truncating or twice-rounding store
     misses by up to a whole ulp); the float32 losses within 3e-6."""
-    logits, y_a, y_b, lam, target = _inputs(5, 3000, dtype)
+    logits, y_a, y_b, lam, target = loss_cases.inputs(5, 3000, dtype)
     g = torch.linspace(-2, 2, 5)
     eps = 0.1
     sparse_target = reference.mixup_target(y_a, y_b, lam, 3000, eps)
@@ -230,7 +215,7 @@ def test_half_precision_stores_round_to_nearest(dtype):
 
 
 def test_threads_give_the_single_thread_result(monkeypatch):
-    logits, y_a, y_b, lam, target = _inputs(37, 2000, torch.float32)
+    logits, y_a, y_b, lam, target = loss_cases.inputs(37, 2000, torch.float32)
     g = torch.rand(37)
     one = _ours_mixup(logits, y_a, y_b, lam, 0.1, g), _ours_soft(logits, target, g)
     monkeypatch.setattr(native_loss, "PARALLEL_MIN_ELEMS", 0)
@@ -242,7 +227,7 @@ def test_threads_give_the_single_thread_result(monkeypatch):
 def test_strides_labels_and_lam_forms():
     """lam and g of stride 0 (one value per batch, the gradient of a mean), int32 labels,
     a float32 target beside bfloat16 logits: the same numbers as the plain forms."""
-    logits, y_a, y_b, lam, target = _inputs(6, 50, torch.bfloat16)
+    logits, y_a, y_b, lam, target = loss_cases.inputs(6, 50, torch.bfloat16)
     g = torch.full((6,), 0.5)
     plain = _ours_mixup(logits, y_a, y_b, torch.full((6,), 0.3), 0.1, g)
     strided = _ours_mixup(
@@ -256,7 +241,7 @@ def test_strides_labels_and_lam_forms():
 
 
 def test_inplace_backward_writes_into_the_logits():
-    logits, y_a, y_b, lam, _ = _inputs(4, 300, torch.float32)
+    logits, y_a, y_b, lam, _ = loss_cases.inputs(4, 300, torch.float32)
     rows, lse = native_loss.mixup_ce_forward(logits, y_a, y_b, lam, 0.1)
     expected = native_loss.mixup_ce_backward(
         torch.ones(4), logits, y_a, y_b, lam, 0.1, lse, torch.empty_like(logits)
@@ -313,7 +298,7 @@ def test_plain_sse2_build_agrees(tmp_path, monkeypatch):
     """The code paths a CPU with AVX-512 never takes (no F16C, no FMA, 4-wide vectors): the
     same numbers up to the exp's last bits (FMA or not), and the same half-precision gradient
     bits almost everywhere."""
-    logits, y_a, y_b, lam, target = _inputs(3, 1500, torch.float16)
+    logits, y_a, y_b, lam, target = loss_cases.inputs(3, 1500, torch.float16)
     g = torch.ones(3)
     want = _ours_mixup(logits, y_a, y_b, lam, 0.1, g), _ours_soft(logits, target, g)
     flags = tuple("-march=x86-64" if f == "-march=native" else f for f in native.CFLAGS)
